@@ -1,0 +1,31 @@
+# notifyctl: `make run` for a first look, `make test` for the suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP) ## the whole system on the default SQLite file, with demo data
+	$(BIN)/notifyctl db upgrade
+	$(BIN)/notifyctl --help
+
+test: $(STAMP) ## the whole suite (SQLite and the PostgreSQL on 127.0.0.1:5432)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+bench: $(STAMP) ## benchmarks; rewrites bench/RESULTS.md
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,186 @@
+"""``notifyctl client``: the client directory."""
+
+from pathlib import Path
+
+import typer
+
+from notifyctl.cli.context import error, state
+
+app = typer.Typer(help="Create, change, delete, list and import clients.", no_args_is_help=True)
+
+PHONE_HELP = "Phone, 7 followed by 10 digits; '+7 (916) 123-45-67' is accepted."
+OPERATOR_HELP = "3-digit operator code (default: the phone's digits 2-4)."
+TZ_HELP = "IANA timezone such as Europe/Moscow (default: NOTIFY_DEFAULT_TIMEZONE)."
+
+
+def _client_json(client) -> dict:
+    from notifyctl.models import ClientPublic
+
+    return ClientPublic.model_validate(client, from_attributes=True).model_dump(mode="json")
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    phone: str = typer.Option(..., "--phone", help=PHONE_HELP),
+    operator: str | None = typer.Option(None, "--operator", help=OPERATOR_HELP),
+    tag: str = typer.Option("", "--tag", help="Free-text label, up to 64 characters."),
+    tz: str | None = typer.Option(None, "--tz", help=TZ_HELP),
+) -> None:
+    """Add a client and print its id.
+
+    Example: notifyctl client create --phone "+7 916 123-45-67" --tag vip --tz Europe/Moscow
+    """
+    from notifyctl.models import ClientCreate
+    from notifyctl.services.clients import create_client
+
+    cli = state(ctx)
+    with cli.session() as session:
+        client = create_client(
+            session=session,
+            client_in=ClientCreate(phone=phone, operator_code=operator, tag=tag, timezone=tz),
+            default_timezone=cli.settings.default_timezone,
+        )
+    print(client.id)
+
+
+@app.command("update")
+def update(
+    ctx: typer.Context,
+    client_id: int = typer.Argument(..., metavar="ID"),
+    phone: str | None = typer.Option(None, "--phone", help=PHONE_HELP),
+    operator: str | None = typer.Option(None, "--operator", help=OPERATOR_HELP),
+    tag: str | None = typer.Option(None, "--tag", help="New label ('' clears it)."),
+    tz: str | None = typer.Option(None, "--tz", help="New IANA timezone."),
+) -> None:
+    """Change the given fields of a client; a new phone re-derives the operator unless given.
+
+    Example: notifyctl client update 12 --tag churned
+    """
+    from notifyctl.models import ClientUpdate
+    from notifyctl.services.clients import update_client
+
+    with state(ctx).session() as session:
+        update_client(
+            session=session,
+            client_id=client_id,
+            client_in=ClientUpdate(phone=phone, operator_code=operator, tag=tag, timezone=tz),
+        )
+
+
+@app.command("delete")
+def delete(ctx: typer.Context, client_id: int = typer.Argument(..., metavar="ID")) -> None:
+    """Delete a client; its unsent messages are cancelled, sent ones stay in the statistics.
+
+    Example: notifyctl client delete 12
+    """
+    from notifyctl.render import info
+    from notifyctl.services.clients import delete_client
+
+    with state(ctx).session() as session:
+        cancelled = delete_client(session=session, client_id=client_id)
+    if cancelled:
+        info(f"client {client_id} deleted; {cancelled} unsent message(s) cancelled")
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    tag: str | None = typer.Option(None, "--tag", help="Only clients with this tag."),
+    operator: str | None = typer.Option(None, "--operator", help="Only this operator code."),
+    phone: str | None = typer.Option(
+        None, "--phone", help="Only phones starting with these digits."
+    ),
+    limit: int = typer.Option(100, "--limit", help="Rows per page (1-1000)."),
+    offset: int = typer.Option(0, "--offset", help="Rows to skip."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (as GET /api/v1/clients)."),
+) -> None:
+    """List clients in id order, a page at a time.
+
+    Example: notifyctl client list --tag vip --operator 916 --json
+    """
+    from notifyctl import render
+    from notifyctl.services.clients import list_clients
+
+    cli = state(ctx)
+    with cli.session() as session:
+        page = list_clients(
+            session=session,
+            tag=tag,
+            operator_code=operator,
+            phone=phone,
+            limit=limit,
+            offset=offset,
+        )
+    if as_json:
+        render.print_json(
+            {
+                "total": page.total,
+                "limit": page.limit,
+                "offset": page.offset,
+                "items": [_client_json(c) for c in page.items],
+            }
+        )
+        return
+    render.table(
+        "Clients",
+        ["id", "phone", "operator", "tag", "timezone"],
+        [(c.id, c.phone, c.operator_code, c.tag, c.timezone) for c in page.items],
+        caption=render.page_caption(page.total, page.limit, page.offset, len(page.items)),
+    )
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    path: Path = typer.Argument(..., metavar="FILE.csv", help="CSV with a header line."),
+    skip_invalid: bool = typer.Option(
+        False, "--skip-invalid", help="Import the valid rows even if some are bad."
+    ),
+) -> None:
+    """Import clients from CSV with columns phone,operator_code,tag,timezone (phone required).
+
+    The file is streamed, so its size does not matter. Every bad row is reported with its
+    line number, and nothing is imported unless every row is valid (or --skip-invalid).
+
+    Example: notifyctl client import clients.csv --skip-invalid
+    """
+    import rich.progress
+
+    from notifyctl import render
+    from notifyctl.services.imports import import_clients
+
+    if not path.is_file():
+        error(f"{path}: no such file")
+        raise typer.Exit(2)
+    cli = state(ctx)
+    with (
+        cli.session() as session,
+        rich.progress.open(
+            path,
+            "r",
+            encoding="utf-8-sig",
+            newline="",
+            description="importing",
+            console=render.stderr,
+            transient=True,
+        ) as source,
+    ):
+        report = import_clients(
+            session=session,
+            source=source,
+            default_timezone=cli.settings.default_timezone,
+            skip_invalid=skip_invalid,
+        )
+    for problem in report.errors:
+        render.info(f"{path}:{problem.line}: {problem.message}")
+    if report.rejected > len(report.errors):
+        render.info(f"... and {report.rejected - len(report.errors)} more bad rows")
+    if not report.committed:
+        error(
+            f"{report.rejected} bad row(s); nothing imported "
+            "(use --skip-invalid to import the rest)"
+        )
+        raise typer.Exit(2)
+    skipped = f", {report.rejected} bad row(s) skipped" if report.rejected else ""
+    render.info(f"imported {report.imported} client(s){skipped}")

@@ -1,0 +1,201 @@
+"""``notifyctl mailing``: create and steer mailings."""
+
+import typer
+
+from notifyctl.cli.context import state
+
+app = typer.Typer(
+    help="Create, change, pause, cancel, delete and list mailings.", no_args_is_help=True
+)
+
+TIME_HELP = (
+    "ISO-8601 time such as 2026-12-01T09:00+03:00, or now / now+10m / now+2h; "
+    "without an offset it is read in NOTIFY_DEFAULT_TIMEZONE."
+)
+OPERATOR_HELP = "Send only to this operator code; repeat for several ('' clears the list)."
+TAG_HELP = "Send only to clients with this tag; repeat for several ('' clears the list)."
+WINDOW_HELP = "Send only while the client's local time is in HH:MM-HH:MM (22:00-06:00 wraps)."
+
+
+def _mailing_json(mailing) -> dict:
+    from notifyctl.services.mailings import to_public
+
+    return to_public(mailing).model_dump(mode="json")
+
+
+def _cleaned(values: list[str] | None) -> list[str] | None:
+    return None if values is None else [v for v in values if v.strip()]
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    text: str = typer.Option(..., "--text", help="The message, 1-1000 characters."),
+    start: str = typer.Option(..., "--start", help="When sending starts. " + TIME_HELP),
+    end: str = typer.Option(..., "--end", help="When sending stops for good. " + TIME_HELP),
+    operator: list[str] | None = typer.Option(None, "--operator", help=OPERATOR_HELP),
+    tag: list[str] | None = typer.Option(None, "--tag", help=TAG_HELP),
+    window: str | None = typer.Option(None, "--window", help=WINDOW_HELP),
+) -> None:
+    """Create a mailing and print its id; the daemon starts it at --start.
+
+    Example: notifyctl mailing create --text "Sale" --start now --end now+2h --window 09:00-21:00
+    """
+    from notifyctl.models import MailingCreate, MailingFilter
+    from notifyctl.services import validation
+    from notifyctl.services.mailings import create_mailing
+    from notifyctl.timeutil import parse_datetime
+
+    cli = state(ctx)
+    tz = cli.settings.default_timezone
+    mailing_in = MailingCreate(
+        text=text,
+        start_at=parse_datetime(start, field="start", default_tz=tz),
+        end_at=parse_datetime(end, field="end", default_tz=tz),
+        filter=MailingFilter(operator_codes=_cleaned(operator) or [], tags=_cleaned(tag) or []),
+        send_window=validation.parse_window(window) if window else None,
+    )
+    with cli.session() as session:
+        mailing = create_mailing(session=session, mailing_in=mailing_in)
+    print(mailing.id)
+
+
+@app.command("update")
+def update(
+    ctx: typer.Context,
+    mailing_id: int = typer.Argument(..., metavar="ID"),
+    text: str | None = typer.Option(None, "--text", help="New text."),
+    start: str | None = typer.Option(None, "--start", help="New start. " + TIME_HELP),
+    end: str | None = typer.Option(None, "--end", help="New end. " + TIME_HELP),
+    operator: list[str] | None = typer.Option(None, "--operator", help=OPERATOR_HELP),
+    tag: list[str] | None = typer.Option(None, "--tag", help=TAG_HELP),
+    window: str | None = typer.Option(None, "--window", help=WINDOW_HELP),
+    no_window: bool = typer.Option(False, "--no-window", help="Remove the send window."),
+) -> None:
+    """Change a mailing that has not ended; unsent messages follow the change at once.
+
+    Example: notifyctl mailing update 3 --end 2026-12-01T23:00+03:00 --tag vip --tag new
+    """
+    from notifyctl.models import MailingFilter, MailingUpdate
+    from notifyctl.services import validation
+    from notifyctl.services.mailings import get_mailing, update_mailing
+    from notifyctl.timeutil import parse_datetime
+
+    cli = state(ctx)
+    tz = cli.settings.default_timezone
+    with cli.session() as session:
+        filter_ = None
+        if operator is not None or tag is not None:
+            current = get_mailing(session=session, mailing_id=mailing_id)
+            filter_ = MailingFilter(
+                operator_codes=_cleaned(operator)
+                if operator is not None
+                else current.operator_codes,
+                tags=_cleaned(tag) if tag is not None else current.tags,
+            )
+        update_mailing(
+            session=session,
+            mailing_id=mailing_id,
+            mailing_in=MailingUpdate(
+                text=text,
+                start_at=parse_datetime(start, field="start", default_tz=tz) if start else None,
+                end_at=parse_datetime(end, field="end", default_tz=tz) if end else None,
+                filter=filter_,
+                send_window=validation.parse_window(window) if window else None,
+                clear_window=no_window,
+            ),
+        )
+
+
+def _simple(action: str, doc: str):
+    def command(ctx: typer.Context, mailing_id: int = typer.Argument(..., metavar="ID")) -> None:
+        from notifyctl.render import info
+        from notifyctl.services import mailings
+
+        with state(ctx).session() as session:
+            result = getattr(
+                mailings, f"{action}_mailing" if action != "retry" else "retry_failed"
+            )(session=session, mailing_id=mailing_id)
+        if action == "retry":
+            info(f"{result} failed message(s) of mailing {mailing_id} queued again")
+
+    command.__doc__ = doc
+    app.command(action)(command)
+
+
+_simple(
+    "pause",
+    "Pause a mailing: nothing is sent until it is resumed (its end still holds).\n\n"
+    "Example: notifyctl mailing pause 3",
+)
+_simple("resume", "Resume a paused mailing.\n\nExample: notifyctl mailing resume 3")
+_simple(
+    "retry",
+    "Queue the failed messages of a mailing that has not ended again.\n\n"
+    "Example: notifyctl mailing retry 3",
+)
+_simple(
+    "cancel",
+    "Cancel a mailing for good: its pending messages become cancelled.\n\n"
+    "Example: notifyctl mailing cancel 3",
+)
+_simple(
+    "delete",
+    "Delete a mailing with its messages and statistics.\n\nExample: notifyctl mailing delete 3",
+)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    limit: int = typer.Option(100, "--limit", help="Rows per page (1-1000)."),
+    offset: int = typer.Option(0, "--offset", help="Rows to skip."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (as GET /api/v1/mailings)."),
+) -> None:
+    """List mailings, newest first.
+
+    Example: notifyctl mailing list --json
+    """
+    from notifyctl import render
+    from notifyctl.services.mailings import list_mailings, mailing_state
+
+    cli = state(ctx)
+    with cli.session() as session:
+        page = list_mailings(session=session, limit=limit, offset=offset)
+    if as_json:
+        render.print_json(
+            {
+                "total": page.total,
+                "limit": page.limit,
+                "offset": page.offset,
+                "items": [_mailing_json(m) for m in page.items],
+            }
+        )
+        return
+    tz = cli.settings.default_timezone
+    render.table(
+        "Mailings",
+        ["id", "state", "start", "end", "filter", "window", "text"],
+        [
+            (
+                m.id,
+                mailing_state(m).value,
+                render.when(m.start_at, tz),
+                render.when(m.end_at, tz),
+                _describe_filter(m.operator_codes, m.tags),
+                f"{m.window_start}-{m.window_end}" if m.window_start else "-",
+                m.text if len(m.text) <= 40 else m.text[:39] + "…",
+            )
+            for m in page.items
+        ],
+        caption=render.page_caption(page.total, page.limit, page.offset, len(page.items)),
+    )
+
+
+def _describe_filter(operator_codes: list[str], tags: list[str]) -> str:
+    parts = []
+    if operator_codes:
+        parts.append("operator " + ",".join(operator_codes))
+    if tags:
+        parts.append("tag " + ",".join(tags))
+    return "; ".join(parts) or "everyone"

@@ -1,0 +1,101 @@
+"""``notifyctl stats``: message counts by status, for every mailing or one."""
+
+import typer
+
+from notifyctl.cli.context import state
+
+STATUS_ORDER = ("sent", "pending", "sending", "failed", "expired", "cancelled")
+
+
+def stats_json(stats) -> dict:
+    return {
+        "mailing_id": stats.mailing_id,
+        "state": stats.state.value,
+        "total": stats.total,
+        "by_status": stats.by_status,
+    }
+
+
+def message_json(message) -> dict:
+    from notifyctl.models import MessagePublic
+
+    return MessagePublic.model_validate(message, from_attributes=True).model_dump(mode="json")
+
+
+def stats(
+    ctx: typer.Context,
+    mailing_id: int | None = typer.Argument(None, metavar="[ID]", help="One mailing in detail."),
+    status: str | None = typer.Option(
+        None, "--status", help="With ID: only messages of this status."
+    ),
+    limit: int = typer.Option(100, "--limit", help="With ID: messages per page (1-1000)."),
+    offset: int = typer.Option(0, "--offset", help="With ID: messages to skip."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print JSON (as GET /api/v1/stats or /mailings/ID/stats)."
+    ),
+) -> None:
+    """Message counts by status for every mailing, or for one mailing with its messages.
+
+    Examples: notifyctl stats    notifyctl stats 3 --status failed --json
+    """
+    from notifyctl import render
+    from notifyctl.services import stats as service
+
+    cli = state(ctx)
+    if mailing_id is None:
+        with cli.session() as session:
+            rows = service.overall_stats(session=session)
+        if as_json:
+            render.print_json([stats_json(row) for row in rows])
+            return
+        render.table(
+            "Mailings by message status",
+            ["mailing", "state", "total", *STATUS_ORDER],
+            [
+                (r.mailing_id, r.state.value, r.total, *(r.by_status[s] for s in STATUS_ORDER))
+                for r in rows
+            ],
+        )
+        return
+
+    from notifyctl.services.validation import message_status
+
+    wanted = message_status(status) if status else None
+    with cli.session() as session:
+        one = service.mailing_stats(session=session, mailing_id=mailing_id)
+        page = service.list_messages(
+            session=session, mailing_id=mailing_id, status=wanted, limit=limit, offset=offset
+        )
+    if as_json:
+        render.print_json(
+            stats_json(one)
+            | {
+                "messages": [message_json(m) for m in page.items],
+                "messages_total": page.total,
+                "limit": page.limit,
+                "offset": page.offset,
+            }
+        )
+        return
+    tz = cli.settings.default_timezone
+    render.table(
+        f"Mailing {one.mailing_id} ({one.state.value})",
+        ["total", *STATUS_ORDER],
+        [(one.total, *(one.by_status[s] for s in STATUS_ORDER))],
+    )
+    render.table(
+        "Messages",
+        ["id", "client", "status", "attempts", "sent at", "last error"],
+        [
+            (
+                m.id,
+                m.client_id,
+                m.status,
+                m.attempts,
+                render.when(m.sent_at, tz),
+                m.last_error or "",
+            )
+            for m in page.items
+        ],
+        caption=render.page_caption(page.total, page.limit, page.offset, len(page.items)),
+    )

@@ -1,0 +1,75 @@
+"""Settings: one pydantic-settings class read from NOTIFY_* variables and a .env file."""
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import platformdirs
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+APP_NAME = "notifyctl"
+
+#: The mock's demo token (HS256 over {"sub": "notifyctl-demo"} with the mock's demo secret).
+#: It only opens the mock; production refuses to start with it (see ``Settings``).
+DEMO_SENDER_TOKEN = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJub3RpZnljdGwtZGVtbyJ9."
+    "rdw16DqBQndLMQWnkBF1F5Ri_KkNvTDUSFJzo5twAgA"
+)
+
+
+class Environment(StrEnum):
+    dev = "dev"  #: local use: demo secrets allowed
+    prod = "prod"  #: production: placeholder secrets refused
+
+
+class LogFormat(StrEnum):
+    text = "text"  #: human-readable lines
+    json = "json"  #: one JSON object per line
+
+
+def default_database_url() -> str:
+    """Return the SQLite file in the user data directory, creating the directory."""
+    data_dir = Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{data_dir / 'notifyctl.db'}"
+
+
+class Settings(BaseSettings):
+    """Everything configurable, from ``NOTIFY_*`` environment variables or ``.env``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NOTIFY_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    env: Environment = Environment.dev
+    database_url: str = Field(default_factory=default_database_url)
+    default_timezone: str = "UTC"
+    sender_url: str = "http://127.0.0.1:8001/v1/send"
+    sender_token: SecretStr = SecretStr(DEMO_SENDER_TOKEN)
+    log_format: LogFormat = LogFormat.text
+    log_level: str = "INFO"
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA timezone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets_in_prod(self) -> "Settings":
+        if self.env is Environment.prod and (
+            self.sender_token.get_secret_value() == DEMO_SENDER_TOKEN
+        ):
+            raise ValueError("NOTIFY_SENDER_TOKEN is the mock's demo token; set the real one")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Return the settings of this process (read once; tests call ``cache_clear``)."""
+    return Settings()

@@ -1,0 +1,140 @@
+"""Engines, sessions and the schema version for SQLite and PostgreSQL.
+
+Nothing is built at import time: callers make the engine from a URL and pass sessions
+down to the service functions.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlmodel import Session
+
+from notifyctl.errors import StorageError
+
+#: The newest migration; ``tests/test_migrations.py`` checks it against the scripts.
+HEAD_REVISION = "0001"
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000  # milliseconds a writer waits for the lock
+
+
+def normalise_url(url: str) -> str:
+    """Select psycopg 3 for plain ``postgresql://`` URLs (and the older ``postgres://``)."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def redact(url: str) -> str:
+    """Return ``url`` with its password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparsable database URL>"
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers (the API, stats) run while the daemon writes.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """Create an engine for ``url`` with the settings each backend needs."""
+    url = normalise_url(url)
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError:
+        raise StorageError(f"{url!r} is not a database URL", field="database_url") from None
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            parsed,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        )
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if parsed.get_backend_name() != "postgresql":
+        raise StorageError(
+            f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// or postgresql://",
+            field="database_url",
+        )
+    return sa.create_engine(parsed, echo=echo, pool_pre_ping=True)
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def current_revision(engine: Engine) -> str | None:
+    """Return the schema revision stored in the database, or None for an empty one."""
+    try:
+        with engine.connect() as connection:
+            if not sa.inspect(connection).has_table("alembic_version"):
+                if sa.inspect(connection).get_table_names():
+                    raise StorageError(
+                        f"{redact(str(engine.url))} holds tables but no notifyctl schema version"
+                    )
+                return None
+            return connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+    except (OperationalError, DBAPIError) as exc:
+        raise StorageError(_describe(engine, exc)) from exc
+
+
+def upgrade(engine: Engine) -> None:
+    """Apply every migration not yet applied (alembic, imported here: it is slow to load)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", "notifyctl:migrations")
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except (OperationalError, DBAPIError) as exc:
+        raise StorageError(_describe(engine, exc)) from exc
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Create the schema in an empty database; refuse a database that needs upgrading."""
+    revision = current_revision(engine)
+    if revision is None:
+        upgrade(engine)
+    elif revision != HEAD_REVISION:
+        raise StorageError(
+            f"the database schema is at revision {revision}, this notifyctl needs "
+            f"{HEAD_REVISION}: run `notifyctl db upgrade`"
+        )
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session that commits on success and rolls back on any error."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except (OperationalError, DBAPIError) as exc:
+            session.rollback()
+            raise StorageError(_describe(engine, exc)) from exc
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def _describe(engine: Engine, exc: Exception) -> str:
+    cause = (
+        str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
+    )
+    return f"database {redact(str(engine.url))}: {cause}"

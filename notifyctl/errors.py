@@ -1,0 +1,49 @@
+"""Domain errors raised by the service functions.
+
+The front ends map them in one place each: the CLI to an exit code and one line on
+stderr, the REST API to an HTTP status with the field named.
+
+    NotifyError          base of everything below
+    ├── InvalidInput     bad value of a named field              CLI exit 2, HTTP 422
+    ├── NotFound         unknown id                              CLI exit 3, HTTP 404
+    ├── Conflict         clashes with the stored state           CLI exit 4, HTTP 409
+    └── StorageError     the database is unreachable or unusable CLI exit 5, HTTP 503
+"""
+
+
+class NotifyError(Exception):
+    """Base of every error a user can cause or fix."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class InvalidInput(NotifyError):
+    """A value that can never be accepted, such as a malformed phone."""
+
+    exit_code = 2
+
+
+class NotFound(NotifyError):
+    """An id that names nothing stored."""
+
+    exit_code = 3
+
+
+class Conflict(NotifyError):
+    """A valid request that clashes with what is stored (duplicate phone, ended mailing)."""
+
+    exit_code = 4
+
+
+class StorageError(NotifyError):
+    """The database cannot be reached or has the wrong schema."""
+
+    exit_code = 5

@@ -1,0 +1,300 @@
+"""SQLModel tables and the public shapes of clients, mailings and messages.
+
+Families follow the full-stack FastAPI template: ``XBase`` holds the shared fields,
+``XCreate``/``XUpdate`` are what callers send, ``XPublic`` is what they get back, and
+``X(XBase, table=True)`` is the stored row.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Generic, TypeVar
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import JSON, Column, Field, SQLModel
+
+from notifyctl.timeutil import utcnow
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes on every backend.
+
+    PostgreSQL keeps them in ``timestamptz``. SQLite has no zone support, so they are
+    stored as naive UTC text (which sorts chronologically) and made aware on the way out.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _utc_field(*, nullable: bool = True, index: bool = False, default_now: bool = False):
+    column = Column(UTCDateTime(), nullable=nullable, index=index)
+    if default_now:
+        return Field(default_factory=utcnow, sa_column=column)
+    return Field(default=None, sa_column=column)
+
+
+class MessageStatus(StrEnum):
+    pending = "pending"  #: created, waiting for its turn, its client's window, or a retry
+    sending = "sending"  #: claimed by a daemon, request in flight (lease with expiry)
+    sent = "sent"  #: the external API accepted it (code == 0)
+    failed = "failed"  #: permanent failure (rejected by the API, or attempts exhausted)
+    expired = "expired"  #: end_at passed before it could be sent
+    cancelled = "cancelled"  #: the mailing was cancelled or the client deleted first
+
+
+#: Statuses after which nothing more happens to a message.
+FINAL_STATUSES = frozenset(
+    {MessageStatus.sent, MessageStatus.failed, MessageStatus.expired, MessageStatus.cancelled}
+)
+#: Statuses of a message that may still be sent.
+UNSENT_STATUSES = frozenset({MessageStatus.pending, MessageStatus.sending})
+
+
+class MailingState(StrEnum):
+    scheduled = "scheduled"  #: start_at is still ahead
+    running = "running"  #: between start_at and end_at, sending
+    paused = "paused"  #: between start_at and end_at, nothing is sent until resumed
+    finished = "finished"  #: end_at passed, or every message reached a final status
+    cancelled = "cancelled"  #: stopped for good by a user
+
+
+# --- clients -------------------------------------------------------------------------
+
+
+class ClientBase(SQLModel):
+    """Fields of a client shared by input, output and storage."""
+
+    phone: str = Field(
+        max_length=11,
+        description="7 followed by 10 digits",
+        schema_extra={"examples": ["79161234567"]},
+    )
+    operator_code: str = Field(
+        max_length=3, description="3 digits", schema_extra={"examples": ["916"]}
+    )
+    tag: str = Field(
+        default="", max_length=64, description="free text label", schema_extra={"examples": ["vip"]}
+    )
+    timezone: str = Field(
+        max_length=64, description="IANA zone", schema_extra={"examples": ["Europe/Moscow"]}
+    )
+
+
+class Client(ClientBase, table=True):
+    """A stored client (one per phone)."""
+
+    __table_args__ = (
+        sa.Index("ix_client_operator_code", "operator_code"),
+        sa.Index("ix_client_tag", "tag"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    phone: str = Field(max_length=11, sa_column_kwargs={"unique": True})
+    created_at: datetime = _utc_field(nullable=False, default_now=True)
+    updated_at: datetime = _utc_field(nullable=False, default_now=True)
+
+
+class ClientCreate(SQLModel):
+    """A new client as a caller describes it; phone is normalised, the rest derived if absent."""
+
+    phone: str = Field(schema_extra={"examples": ["+7 (916) 123-45-67"]})
+    operator_code: str | None = Field(default=None, schema_extra={"examples": ["916"]})
+    tag: str = Field(default="", schema_extra={"examples": ["vip"]})
+    timezone: str | None = Field(default=None, schema_extra={"examples": ["Europe/Moscow"]})
+
+
+class ClientUpdate(SQLModel):
+    """A partial change of a client: only the fields given change."""
+
+    phone: str | None = None
+    operator_code: str | None = None
+    tag: str | None = None
+    timezone: str | None = None
+
+
+class ClientPublic(ClientBase):
+    """A client as shown to callers."""
+
+    id: int
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- mailings ------------------------------------------------------------------------
+
+
+class MailingFilter(BaseModel):
+    """Which clients a mailing reaches: each non-empty list must contain the client's value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    operator_codes: list[str] = []
+    tags: list[str] = []
+
+
+class SendWindow(BaseModel):
+    """Hours of the client's local day when sending is allowed; end < start wraps midnight."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: str = Field(schema_extra={"examples": ["09:00"]})
+    end: str = Field(schema_extra={"examples": ["21:00"]})
+
+
+class Mailing(SQLModel, table=True):
+    """A stored mailing. Its ``state`` is derived (see ``services.mailings.mailing_state``)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    text: str = Field(max_length=1000)
+    start_at: datetime = _utc_field(nullable=False)
+    end_at: datetime = _utc_field(nullable=False)
+    operator_codes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    window_start: str | None = Field(default=None, max_length=5)
+    window_end: str | None = Field(default=None, max_length=5)
+    created_at: datetime = _utc_field(nullable=False, default_now=True)
+    updated_at: datetime = _utc_field(nullable=False, default_now=True)
+    #: when its messages were created (the audience materialised)
+    activated_at: datetime | None = _utc_field()
+    paused_at: datetime | None = _utc_field()
+    cancelled_at: datetime | None = _utc_field()
+    #: when no unsent message remained (all final), set by the daemon
+    completed_at: datetime | None = _utc_field()
+
+
+class MailingCreate(SQLModel):
+    """A new mailing as a caller describes it."""
+
+    text: str = Field(schema_extra={"examples": ["Black Friday: -30% today only"]})
+    start_at: datetime = Field(schema_extra={"examples": ["2026-12-01T09:00:00+03:00"]})
+    end_at: datetime = Field(schema_extra={"examples": ["2026-12-01T21:00:00+03:00"]})
+    filter: MailingFilter = Field(default_factory=MailingFilter)
+    send_window: SendWindow | None = None
+
+
+class MailingUpdate(SQLModel):
+    """A partial change of a mailing: only the fields given change."""
+
+    text: str | None = None
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    filter: MailingFilter | None = None
+    send_window: SendWindow | None = None
+    #: set true to remove the send window (``send_window: null`` is read as "unchanged")
+    clear_window: bool = False
+
+
+class MailingPublic(SQLModel):
+    """A mailing as shown to callers."""
+
+    id: int
+    text: str
+    start_at: datetime
+    end_at: datetime
+    filter: MailingFilter
+    send_window: SendWindow | None
+    state: MailingState
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- messages ------------------------------------------------------------------------
+
+
+class Message(SQLModel, table=True):
+    """One mailing's text for one client; at most one per (mailing, client).
+
+    ``client_id`` carries no foreign key on purpose: a deleted client's sent messages
+    stay in the statistics.
+    """
+
+    __table_args__ = (
+        sa.UniqueConstraint("mailing_id", "client_id", name="uq_message_mailing_client"),
+        sa.Index("ix_message_mailing_status", "mailing_id", "status"),
+        sa.Index("ix_message_status_next", "status", "next_attempt_at"),
+        sa.Index("ix_message_client", "client_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    mailing_id: int = Field(
+        sa_column=Column(sa.ForeignKey("mailing.id", ondelete="CASCADE"), nullable=False)
+    )
+    client_id: int = Field(nullable=False)
+    created_at: datetime = _utc_field(nullable=False, default_now=True)
+    status: str = Field(default=MessageStatus.pending, max_length=16)
+    sent_at: datetime | None = _utc_field()
+    attempts: int = Field(default=0)
+    last_error: str | None = Field(default=None, max_length=500)
+    #: earliest time of the next attempt (backoff, or the client's window opening)
+    next_attempt_at: datetime | None = _utc_field()
+    #: while ``sending``: the claim holds until then, after which another daemon may take it
+    lease_until: datetime | None = _utc_field()
+    lease_owner: str | None = Field(default=None, max_length=64)
+
+
+class MessagePublic(SQLModel):
+    """A message as shown to callers."""
+
+    id: int
+    mailing_id: int
+    client_id: int
+    created_at: datetime
+    status: MessageStatus
+    sent_at: datetime | None
+    attempts: int
+    last_error: str | None
+
+
+class Attempt(SQLModel, table=True):
+    """One request to the external API for a message, and what came of it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(
+        sa_column=Column(
+            sa.ForeignKey("message.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    started_at: datetime = _utc_field(nullable=False, default_now=True)
+    duration_ms: float = 0.0
+    http_status: int | None = None
+    response_excerpt: str | None = Field(default=None, max_length=500)
+    error: str | None = Field(default=None, max_length=500)
+
+
+class AttemptPublic(SQLModel):
+    """An attempt as shown to callers."""
+
+    started_at: datetime
+    duration_ms: float
+    http_status: int | None
+    response_excerpt: str | None
+    error: str | None
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a longer list, as service functions return it."""
+
+    total: int
+    limit: int
+    offset: int
+    items: list[T]

@@ -1,0 +1,63 @@
+"""Output of the CLI: rows as a rich table on stdout, or the REST API's JSON with ``--json``."""
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from rich.console import Console
+from rich.table import Table
+
+# Piped output is not cut to 80 columns: tables take the width their content needs.
+stdout = Console() if sys.stdout.isatty() else Console(width=10_000)
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` (already JSON-shaped) as one JSON document on stdout."""
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def when(value: datetime | None, tz: str) -> str:
+    """A datetime in the display timezone, to the second, with its offset."""
+    if value is None:
+        return "-"
+    return value.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S%z")
+
+
+def table(
+    title: str | None,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    caption: str | None = None,
+    wrap: Sequence[str] = ("text", "last error", "filter"),
+) -> None:
+    """Print a table; numbers right-aligned; only the ``wrap`` columns may wrap."""
+    rows = list(rows)
+    grid = Table(title=title, caption=caption, header_style="bold")
+    for index, name in enumerate(columns):
+        numeric = bool(rows) and all(isinstance(row[index], int) for row in rows)
+        grid.add_column(
+            name, justify="right" if numeric else "left", no_wrap=name not in wrap, overflow="fold"
+        )
+    for row in rows:
+        grid.add_row(*("" if cell is None else str(cell) for cell in row))
+    stdout.print(grid)
+
+
+def page_caption(total: int, limit: int, offset: int, shown: int) -> str:
+    if total == 0:
+        return "nothing yet"
+    if shown == 0:
+        return f"{total} in all; none at offset {offset}"
+    last = offset + shown
+    more = f" (next: --offset {last})" if last < total else ""
+    return f"{offset + 1}-{last} of {total}{more}"
+
+
+def info(message: str) -> None:
+    """A message for the person at the terminal, on stderr."""
+    stderr.print(message, highlight=False)

@@ -1,0 +1,72 @@
+"""A mailing's audience: which clients its filter matches, materialised as messages."""
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from notifyctl.models import Client, Mailing, Message, MessageStatus
+from notifyctl.timeutil import utcnow
+
+
+def audience_conditions(*, operator_codes: list[str], tags: list[str]) -> list[sa.ColumnElement]:
+    """SQL conditions on ``client``: each non-empty list must contain the client's value."""
+    conditions: list[sa.ColumnElement] = [sa.true()]
+    if operator_codes:
+        conditions.append(Client.operator_code.in_(operator_codes))
+    if tags:
+        conditions.append(Client.tag.in_(tags))
+    return conditions
+
+
+def count_audience(*, session: Session, operator_codes: list[str], tags: list[str]) -> int:
+    """How many clients a filter matches now (the audience preview)."""
+    conditions = audience_conditions(operator_codes=operator_codes, tags=tags)
+    query = sa.select(sa.func.count()).select_from(Client).where(*conditions)
+    return session.execute(query).scalar_one()
+
+
+def materialise(*, session: Session, mailing: Mailing) -> int:
+    """Create a pending message for every matching client that has none yet.
+
+    One set-based ``INSERT … SELECT … ON CONFLICT DO NOTHING``: idempotent, and no
+    client is loaded into memory. Returns the number of messages created.
+    """
+    now = utcnow()
+    conditions = audience_conditions(operator_codes=mailing.operator_codes, tags=mailing.tags)
+    first_try = max(mailing.start_at, now)
+    audience = sa.select(
+        sa.literal(mailing.id),
+        Client.id,
+        sa.literal(now, Message.__table__.c.created_at.type),
+        sa.literal(MessageStatus.pending.value),
+        sa.literal(0),
+        sa.literal(first_try, Message.__table__.c.next_attempt_at.type),
+    ).where(*conditions)
+    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+    statement = (
+        dialect.insert(Message.__table__)
+        .from_select(
+            ["mailing_id", "client_id", "created_at", "status", "attempts", "next_attempt_at"],
+            audience,
+        )
+        .on_conflict_do_nothing(index_elements=["mailing_id", "client_id"])
+    )
+    # SQLAlchemy reports -1 for INSERT rowcounts unless asked to keep the driver's count.
+    result = session.execute(statement, execution_options={"preserve_rowcount": True})
+    return result.rowcount
+
+
+def drop_unmatched(*, session: Session, mailing: Mailing) -> int:
+    """Cancel pending messages whose client no longer matches the mailing's filter."""
+    conditions = audience_conditions(operator_codes=mailing.operator_codes, tags=mailing.tags)
+    matching = sa.select(Client.id).where(*conditions)
+    statement = (
+        sa.update(Message)
+        .where(
+            Message.mailing_id == mailing.id,
+            Message.status == MessageStatus.pending,
+            Message.client_id.not_in(matching),
+        )
+        .values(status=MessageStatus.cancelled, next_attempt_at=None)
+    )
+    return session.execute(statement).rowcount

@@ -1,0 +1,221 @@
+"""Mailings: create, change, pause, cancel, delete, and their derived state."""
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from notifyctl.errors import Conflict, InvalidInput, NotFound
+from notifyctl.models import (
+    Mailing,
+    MailingCreate,
+    MailingFilter,
+    MailingPublic,
+    MailingState,
+    MailingUpdate,
+    Message,
+    MessageStatus,
+    Page,
+    SendWindow,
+)
+from notifyctl.services import audience, validation
+from notifyctl.timeutil import as_utc, utcnow
+
+
+def mailing_state(mailing: Mailing, *, now: datetime | None = None) -> MailingState:
+    """Derive the state from the stored times (see ``MailingState``)."""
+    now = now or utcnow()
+    if mailing.cancelled_at is not None:
+        return MailingState.cancelled
+    if mailing.completed_at is not None or now >= mailing.end_at:
+        return MailingState.finished
+    if mailing.paused_at is not None:
+        return MailingState.paused
+    if now >= mailing.start_at:
+        return MailingState.running
+    return MailingState.scheduled
+
+
+def to_public(mailing: Mailing, *, now: datetime | None = None) -> MailingPublic:
+    window = None
+    if mailing.window_start and mailing.window_end:
+        window = SendWindow(start=mailing.window_start, end=mailing.window_end)
+    return MailingPublic(
+        id=mailing.id,
+        text=mailing.text,
+        start_at=mailing.start_at,
+        end_at=mailing.end_at,
+        filter=MailingFilter(operator_codes=mailing.operator_codes, tags=mailing.tags),
+        send_window=window,
+        state=mailing_state(mailing, now=now),
+        created_at=mailing.created_at,
+        updated_at=mailing.updated_at,
+    )
+
+
+def get_mailing(*, session: Session, mailing_id: int) -> Mailing:
+    mailing = session.get(Mailing, mailing_id)
+    if mailing is None:
+        raise NotFound(f"no mailing with id {mailing_id}", field="id")
+    return mailing
+
+
+def _check_times(start_at: datetime, end_at: datetime) -> tuple[datetime, datetime]:
+    start_at, end_at = as_utc(start_at), as_utc(end_at)
+    if end_at <= start_at:
+        raise InvalidInput("must be later than start_at", field="end_at")
+    return start_at, end_at
+
+
+def create_mailing(*, session: Session, mailing_in: MailingCreate) -> Mailing:
+    """Validate and store a new mailing. The daemon activates it at ``start_at``.
+
+    A mailing whose end has already passed is refused: it could never send anything.
+    """
+    start_at, end_at = _check_times(mailing_in.start_at, mailing_in.end_at)
+    if end_at <= utcnow():
+        raise InvalidInput("is already in the past; the mailing could send nothing", field="end_at")
+    filter_ = validation.mailing_filter(mailing_in.filter)
+    window = validation.send_window(mailing_in.send_window)
+    mailing = Mailing(
+        text=validation.text(mailing_in.text),
+        start_at=start_at,
+        end_at=end_at,
+        operator_codes=filter_.operator_codes,
+        tags=filter_.tags,
+        window_start=window.start if window else None,
+        window_end=window.end if window else None,
+    )
+    session.add(mailing)
+    session.flush()
+    return mailing
+
+
+def _refuse_if_over(mailing: Mailing, action: str) -> MailingState:
+    state = mailing_state(mailing)
+    if state in (MailingState.finished, MailingState.cancelled):
+        raise Conflict(f"mailing {mailing.id} is {state}; it cannot be {action}", field="state")
+    return state
+
+
+def update_mailing(*, session: Session, mailing_id: int, mailing_in: MailingUpdate) -> Mailing:
+    """Change the given fields of a mailing that has not ended.
+
+    Unsent messages pick up a new text or window at once. A new filter on an activated
+    mailing adds messages for newly matching clients and cancels pending messages of
+    clients that no longer match.
+    """
+    mailing = get_mailing(session=session, mailing_id=mailing_id)
+    _refuse_if_over(mailing, "changed")
+    if mailing_in.text is not None:
+        mailing.text = validation.text(mailing_in.text)
+    start_at = mailing_in.start_at if mailing_in.start_at is not None else mailing.start_at
+    end_at = mailing_in.end_at if mailing_in.end_at is not None else mailing.end_at
+    mailing.start_at, mailing.end_at = _check_times(start_at, end_at)
+    if mailing_in.end_at is not None and mailing.end_at <= utcnow():
+        raise InvalidInput("is already in the past", field="end_at")
+    if mailing_in.clear_window:
+        mailing.window_start = mailing.window_end = None
+    elif mailing_in.send_window is not None:
+        window = validation.send_window(mailing_in.send_window)
+        mailing.window_start, mailing.window_end = window.start, window.end
+    filter_changed = False
+    if mailing_in.filter is not None:
+        filter_ = validation.mailing_filter(mailing_in.filter)
+        filter_changed = (filter_.operator_codes, filter_.tags) != (
+            mailing.operator_codes,
+            mailing.tags,
+        )
+        mailing.operator_codes, mailing.tags = filter_.operator_codes, filter_.tags
+    mailing.updated_at = utcnow()
+    session.add(mailing)
+    session.flush()
+    if mailing.activated_at is not None:
+        if filter_changed:
+            audience.drop_unmatched(session=session, mailing=mailing)
+            audience.materialise(session=session, mailing=mailing)
+        _reschedule_pending(session, mailing)
+    return mailing
+
+
+def _reschedule_pending(session: Session, mailing: Mailing) -> None:
+    """Let every pending message be looked at again now (new window, new start)."""
+    session.execute(
+        sa.update(Message)
+        .where(Message.mailing_id == mailing.id, Message.status == MessageStatus.pending)
+        .values(next_attempt_at=max(mailing.start_at, utcnow()))
+    )
+
+
+def cancel_mailing(*, session: Session, mailing_id: int) -> Mailing:
+    """Stop a mailing for good: its pending messages become ``cancelled``.
+
+    A message whose request is in flight keeps the outcome of that request.
+    """
+    mailing = get_mailing(session=session, mailing_id=mailing_id)
+    _refuse_if_over(mailing, "cancelled")
+    now = utcnow()
+    mailing.cancelled_at = mailing.updated_at = now
+    session.add(mailing)
+    session.execute(
+        sa.update(Message)
+        .where(Message.mailing_id == mailing.id, Message.status == MessageStatus.pending)
+        .values(status=MessageStatus.cancelled, next_attempt_at=None)
+    )
+    session.flush()
+    return mailing
+
+
+def pause_mailing(*, session: Session, mailing_id: int) -> Mailing:
+    """Hold a mailing that has not ended: nothing is sent until it is resumed."""
+    mailing = get_mailing(session=session, mailing_id=mailing_id)
+    if _refuse_if_over(mailing, "paused") is MailingState.paused:
+        raise Conflict(f"mailing {mailing_id} is already paused", field="state")
+    mailing.paused_at = mailing.updated_at = utcnow()
+    session.add(mailing)
+    session.flush()
+    return mailing
+
+
+def resume_mailing(*, session: Session, mailing_id: int) -> Mailing:
+    """Let a paused mailing send again; its end time has held all along."""
+    mailing = get_mailing(session=session, mailing_id=mailing_id)
+    if _refuse_if_over(mailing, "resumed") is not MailingState.paused:
+        raise Conflict(f"mailing {mailing_id} is not paused", field="state")
+    mailing.paused_at = None
+    mailing.updated_at = utcnow()
+    session.add(mailing)
+    session.flush()
+    _reschedule_pending(session, mailing)
+    return mailing
+
+
+def retry_failed(*, session: Session, mailing_id: int) -> int:
+    """Queue the failed messages of a mailing that has not ended again; returns how many."""
+    mailing = get_mailing(session=session, mailing_id=mailing_id)
+    _refuse_if_over(mailing, "retried")
+    mailing.completed_at = None
+    mailing.updated_at = utcnow()
+    session.add(mailing)
+    return session.execute(
+        sa.update(Message)
+        .where(Message.mailing_id == mailing.id, Message.status == MessageStatus.failed)
+        .values(status=MessageStatus.pending, next_attempt_at=utcnow(), last_error=None)
+    ).rowcount
+
+
+def delete_mailing(*, session: Session, mailing_id: int) -> None:
+    """Delete a mailing with its messages and their attempts."""
+    mailing = get_mailing(session=session, mailing_id=mailing_id)
+    session.delete(mailing)
+    session.flush()
+
+
+def list_mailings(*, session: Session, limit: int = 100, offset: int = 0) -> Page[Mailing]:
+    """One page of mailings, newest first."""
+    limit, offset = validation.page_bounds(limit, offset)
+    total = session.execute(sa.select(sa.func.count()).select_from(Mailing)).scalar_one()
+    rows = session.execute(
+        sa.select(Mailing).order_by(Mailing.id.desc()).limit(limit).offset(offset)
+    ).scalars()
+    return Page(total=total, limit=limit, offset=offset, items=list(rows))

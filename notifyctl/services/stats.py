@@ -1,0 +1,97 @@
+"""Statistics: message counts by status for every mailing, and one mailing in detail."""
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from notifyctl.errors import NotFound
+from notifyctl.models import Attempt, Mailing, MailingState, Message, MessageStatus, Page
+from notifyctl.services import validation
+from notifyctl.services.mailings import get_mailing, mailing_state
+from notifyctl.timeutil import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class MailingStats:
+    mailing_id: int
+    state: MailingState
+    total: int
+    by_status: dict[str, int]
+
+
+def _zero_counts() -> dict[str, int]:
+    return {status.value: 0 for status in MessageStatus}
+
+
+def overall_stats(*, session: Session) -> list[MailingStats]:
+    """Every mailing (newest first) with its message counts by status.
+
+    One grouped scan of ``ix_message_mailing_status`` (an index-only scan) for all mailings.
+    """
+    counts: dict[int, dict[str, int]] = {}
+    grouped = session.execute(
+        sa.select(Message.mailing_id, Message.status, sa.func.count()).group_by(
+            Message.mailing_id, Message.status
+        )
+    )
+    for mailing_id, status, n in grouped:
+        counts.setdefault(mailing_id, _zero_counts())[status] = n
+    now = utcnow()
+    result = []
+    for mailing in session.execute(sa.select(Mailing).order_by(Mailing.id.desc())).scalars():
+        by_status = counts.get(mailing.id, _zero_counts())
+        result.append(
+            MailingStats(
+                mailing.id, mailing_state(mailing, now=now), sum(by_status.values()), by_status
+            )
+        )
+    return result
+
+
+def mailing_stats(*, session: Session, mailing_id: int) -> MailingStats:
+    """One mailing's message counts by status."""
+    mailing = get_mailing(session=session, mailing_id=mailing_id)
+    by_status = _zero_counts()
+    grouped = session.execute(
+        sa.select(Message.status, sa.func.count())
+        .where(Message.mailing_id == mailing_id)
+        .group_by(Message.status)
+    )
+    for status, n in grouped:
+        by_status[status] = n
+    return MailingStats(mailing.id, mailing_state(mailing), sum(by_status.values()), by_status)
+
+
+def list_messages(
+    *,
+    session: Session,
+    mailing_id: int,
+    status: MessageStatus | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> Page[Message]:
+    """One page of a mailing's messages in id order, optionally of one status."""
+    get_mailing(session=session, mailing_id=mailing_id)
+    limit, offset = validation.page_bounds(limit, offset)
+    conditions = [Message.mailing_id == mailing_id]
+    if status is not None:
+        conditions.append(Message.status == status)
+    total = session.execute(
+        sa.select(sa.func.count()).select_from(Message).where(*conditions)
+    ).scalar_one()
+    rows = session.execute(
+        sa.select(Message).where(*conditions).order_by(Message.id).limit(limit).offset(offset)
+    ).scalars()
+    return Page(total=total, limit=limit, offset=offset, items=list(rows))
+
+
+def get_message(*, session: Session, message_id: int) -> tuple[Message, list[Attempt]]:
+    """A message with every attempt made for it, oldest first."""
+    message = session.get(Message, message_id)
+    if message is None:
+        raise NotFound(f"no message with id {message_id}", field="id")
+    attempts = session.execute(
+        sa.select(Attempt).where(Attempt.message_id == message_id).order_by(Attempt.id)
+    ).scalars()
+    return message, list(attempts)

@@ -1,0 +1,132 @@
+"""Field rules shared by every way in (CLI, REST, UI, CSV import). Each raises InvalidInput."""
+
+import re
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from notifyctl.errors import InvalidInput
+from notifyctl.models import MailingFilter, MessageStatus, SendWindow
+from notifyctl.timeutil import parse_hhmm
+
+PHONE_PUNCTUATION = re.compile(r"[\s()\-.]")
+PHONE = re.compile(r"^7\d{10}$")
+OPERATOR = re.compile(r"^\d{3}$")
+MAX_TAG = 64
+MAX_TEXT = 1000
+
+
+def normalise_phone(raw: str, *, field: str = "phone") -> str:
+    """Return ``7XXXXXXXXXX`` from input like ``+7 (916) 123-45-67``; reject anything else."""
+    digits = PHONE_PUNCTUATION.sub("", raw.strip())
+    digits = digits.removeprefix("+")
+    if not PHONE.match(digits):
+        raise InvalidInput(
+            f"{raw!r} is not a phone number of the form 7XXXXXXXXXX (e.g. +7 916 123-45-67)",
+            field=field,
+        )
+    return digits
+
+
+def operator_code(raw: str | None, *, phone: str, field: str = "operator_code") -> str:
+    """Return the operator code given, or the phone's digits 2-4 when none is given.
+
+    A given code is only checked for form: number portability means it may differ
+    from the one the phone's prefix suggests.
+    """
+    if raw is None or raw.strip() == "":
+        return phone[1:4]
+    code = raw.strip()
+    if not OPERATOR.match(code):
+        raise InvalidInput(f"{raw!r} is not a 3-digit operator code", field=field)
+    return code
+
+
+def tag(raw: str | None, *, field: str = "tag") -> str:
+    value = (raw or "").strip()
+    if len(value) > MAX_TAG:
+        raise InvalidInput(f"is {len(value)} characters long; at most {MAX_TAG}", field=field)
+    return value
+
+
+@lru_cache(maxsize=1)
+def _zones_by_folded_name() -> dict[str, str]:
+    return {name.casefold(): name for name in available_timezones()}
+
+
+def timezone(raw: str, *, field: str = "timezone") -> str:
+    """Return the IANA name (case corrected), or reject an unknown zone."""
+    value = raw.strip()
+    name = _zones_by_folded_name().get(value.casefold())
+    if name is None:
+        try:  # zones the system knows but the listing misses (rare); ZoneInfo decides
+            ZoneInfo(value)
+            name = value
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InvalidInput(
+                f"{raw!r} is not an IANA timezone such as Europe/Moscow", field=field
+            ) from None
+    return name
+
+
+def text(raw: str, *, field: str = "text") -> str:
+    if not raw.strip():
+        raise InvalidInput("must not be empty", field=field)
+    if len(raw) > MAX_TEXT:
+        raise InvalidInput(f"is {len(raw)} characters long; at most {MAX_TEXT}", field=field)
+    return raw
+
+
+def mailing_filter(value: MailingFilter) -> MailingFilter:
+    for code in value.operator_codes:
+        if not OPERATOR.match(code):
+            raise InvalidInput(
+                f"{code!r} is not a 3-digit operator code", field="filter.operator_codes"
+            )
+    codes = sorted(set(value.operator_codes))
+    tags = sorted({tag(t, field="filter.tags") for t in value.tags})
+    return MailingFilter(operator_codes=codes, tags=tags)
+
+
+def send_window(value: SendWindow | None) -> SendWindow | None:
+    if value is None:
+        return None
+    start = parse_hhmm(value.start, field="send_window.start")
+    end = parse_hhmm(value.end, field="send_window.end")
+    if start == end:
+        raise InvalidInput(
+            "start and end are equal: the window would be empty", field="send_window"
+        )
+    return SendWindow(start=start.strftime("%H:%M"), end=end.strftime("%H:%M"))
+
+
+def parse_window(raw: str, *, field: str = "window") -> SendWindow:
+    """Parse ``HH:MM-HH:MM`` as typed on the command line."""
+    start, sep, end = raw.partition("-")
+    if not sep:
+        raise InvalidInput(f"{raw!r} is not a window of the form HH:MM-HH:MM", field=field)
+    try:
+        window = send_window(SendWindow(start=start, end=end))
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message, field=field) from None
+    assert window is not None
+    return window
+
+
+MAX_PAGE = 1000
+
+
+def page_bounds(limit: int, offset: int) -> tuple[int, int]:
+    """Check paging arguments: 1 <= limit <= 1000, offset >= 0."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"must be between 1 and {MAX_PAGE}", field="limit")
+    if offset < 0:
+        raise InvalidInput("must not be negative", field="offset")
+    return limit, offset
+
+
+def message_status(raw: str, *, field: str = "status") -> MessageStatus:
+    try:
+        return MessageStatus(raw.strip().lower())
+    except ValueError:
+        choices = ", ".join(status.value for status in MessageStatus)
+        raise InvalidInput(f"{raw!r} is not one of {choices}", field=field) from None

@@ -1,0 +1,55 @@
+"""Time at the edges: parsing user input into aware UTC datetimes, and the current time.
+
+Inside the program every datetime is timezone-aware UTC. A datetime typed without an
+offset is read in the default timezone (``NOTIFY_DEFAULT_TIMEZONE``, UTC unless set).
+"""
+
+import re
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from notifyctl.errors import InvalidInput
+
+_RELATIVE = re.compile(r"^now\s*(?:(?P<sign>[+-])\s*(?P<n>\d+)\s*(?P<unit>[smhd]))?$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_HHMM = re.compile(r"^(?P<h>[01]?\d|2[0-3]):(?P<m>[0-5]\d)$")
+
+
+def utcnow() -> datetime:
+    """Return the current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime, *, default_tz: str = "UTC") -> datetime:
+    """Return ``value`` in UTC; a naive value is read in ``default_tz``."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(default_tz))
+    return value.astimezone(UTC)
+
+
+def parse_datetime(text: str, *, field: str, default_tz: str = "UTC") -> datetime:
+    """Parse ISO-8601 (``2026-12-01T09:00+03:00``) or ``now``/``now+15m`` into aware UTC."""
+    cleaned = text.strip()
+    match = _RELATIVE.match(cleaned.lower())
+    if match:
+        moment = utcnow().replace(microsecond=0)
+        if match["n"]:
+            delta = timedelta(**{_UNITS[match["unit"]]: int(match["n"])})
+            moment = moment + delta if match["sign"] == "+" else moment - delta
+        return moment
+    try:
+        parsed = datetime.fromisoformat(cleaned.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(
+            f"{text!r} is not an ISO-8601 datetime such as 2026-12-01T09:00+03:00 (or now+10m)",
+            field=field,
+        ) from None
+    return as_utc(parsed, default_tz=default_tz)
+
+
+def parse_hhmm(text: str, *, field: str) -> time:
+    """Parse ``HH:MM`` (24-hour clock)."""
+    match = _HHMM.match(text.strip())
+    if not match:
+        raise InvalidInput(f"{text!r} is not a time of day as HH:MM", field=field)
+    return time(int(match["h"]), int(match["m"]))

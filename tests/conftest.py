@@ -1,0 +1,122 @@
+"""Shared fixtures: a clean environment, and a fresh database on SQLite and PostgreSQL.
+
+PostgreSQL is not optional: the tests that use it fail (they are never skipped) when the
+server at NOTIFY_TEST_POSTGRES_URL (default: the local one) cannot be reached.
+"""
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+from typer.testing import CliRunner
+
+from notifyctl.config import get_settings
+from notifyctl.db import make_engine, upgrade
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "NOTIFY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+TABLES = ("attempt", "message", "mailing", "client")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No NOTIFY_* variable of the developer's shell, no .env of the checkout, fresh settings."""
+    for name in list(os.environ):
+        if name.startswith("NOTIFY_") and name != "NOTIFY_TEST_POSTGRES_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    # The default database lives in the user data directory: point it at the test's folder.
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (faster than migrating each time)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    with engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this run, migrated once, dropped at the end."""
+    admin = make_engine(POSTGRES_ADMIN_URL)
+    name = f"notifyctl_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sa.exc.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL at {POSTGRES_ADMIN_URL} is needed by the tests, and unreachable: {exc}",
+            pytrace=False,
+        )
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty, migrated database of each backend."""
+    if request.param == "sqlite":
+        path = tmp_path / "notifyctl.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url = request.getfixturevalue("postgres_url")
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine):
+    from sqlmodel import Session
+
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+        session.rollback()
+
+
+class Cli:
+    """Runs ``notifyctl --db URL …`` in-process and returns the result."""
+
+    def __init__(self, db_url: str) -> None:
+        self.db_url = db_url
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, input: str | None = None):
+        from notifyctl.cli import app
+
+        return self.runner.invoke(app, ["--db", self.db_url, *args], input=input)
+
+
+@pytest.fixture
+def cli(db_url: str) -> Cli:
+    return Cli(db_url)

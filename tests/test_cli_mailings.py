@@ -1,0 +1,117 @@
+"""``notifyctl mailing …`` and ``notifyctl stats`` end to end, in-process."""
+
+import json
+
+
+def create(cli, *extra):
+    result = cli("mailing", "create", "--text", "Sale", "--start", "now", "--end", "now+1h", *extra)
+    assert result.exit_code == 0, result.stderr
+    return int(result.stdout)
+
+
+def test_create_and_list_json_match_the_rest_shape(cli):
+    mailing_id = create(cli, "--operator", "916", "--tag", "vip", "--window", "22:00-06:00")
+    data = json.loads(cli("mailing", "list", "--json").stdout)
+    item = data["items"][0]
+    assert item["id"] == mailing_id
+    assert item["filter"] == {"operator_codes": ["916"], "tags": ["vip"]}
+    assert item["send_window"] == {"start": "22:00", "end": "06:00"}
+    assert item["state"] == "running"
+    assert item["start_at"].endswith("Z")
+
+
+def test_start_in_the_future_is_scheduled(cli):
+    result = cli(
+        "mailing",
+        "create",
+        "--text",
+        "x",
+        "--start",
+        "2099-01-01T09:00+03:00",
+        "--end",
+        "2099-01-01T21:00+03:00",
+    )
+    item = json.loads(cli("mailing", "list", "--json").stdout)["items"][0]
+    assert (result.exit_code, item["state"], item["start_at"]) == (
+        0,
+        "scheduled",
+        "2099-01-01T06:00:00Z",
+    )
+
+
+def test_update_replaces_filter_lists_and_can_remove_the_window(cli):
+    mailing_id = create(cli, "--tag", "a", "--window", "09:00-18:00")
+    assert (
+        cli(
+            "mailing", "update", str(mailing_id), "--tag", "b", "--tag", "c", "--no-window"
+        ).exit_code
+        == 0
+    )
+    item = json.loads(cli("mailing", "list", "--json").stdout)["items"][0]
+    assert (item["filter"]["tags"], item["send_window"]) == (["b", "c"], None)
+    assert cli("mailing", "update", str(mailing_id), "--tag", "").exit_code == 0
+    item = json.loads(cli("mailing", "list", "--json").stdout)["items"][0]
+    assert item["filter"]["tags"] == []
+
+
+def test_pause_resume_cancel_and_the_conflicts_they_meet(cli):
+    mailing_id = str(create(cli))
+    assert cli("mailing", "pause", mailing_id).exit_code == 0
+    assert cli("mailing", "pause", mailing_id).exit_code == 4
+    assert cli("mailing", "resume", mailing_id).exit_code == 0
+    assert cli("mailing", "cancel", mailing_id).exit_code == 0
+    again = cli("mailing", "update", mailing_id, "--text", "late")
+    assert (again.exit_code, "cancelled" in again.stderr) == (4, True)
+    assert cli("mailing", "retry", mailing_id).exit_code == 4
+
+
+def test_delete_removes_it(cli):
+    mailing_id = str(create(cli))
+    assert cli("mailing", "delete", mailing_id).exit_code == 0
+    assert cli("mailing", "delete", mailing_id).exit_code == 3
+
+
+def test_bad_times_and_windows_are_one_line_errors(cli):
+    cases = [
+        (["--start", "now", "--end", "now-1m"], "end_at"),
+        (["--start", "yesterday", "--end", "now+1h"], "start"),
+        (["--start", "now", "--end", "now+1h", "--window", "9-5"], "window"),
+        (["--start", "now", "--end", "now+1h", "--operator", "12"], "filter.operator_codes"),
+    ]
+    for args, field in cases:
+        result = cli("mailing", "create", "--text", "x", *args)
+        assert result.exit_code == 2, args
+        assert result.stderr.startswith(f"error: {field}:"), result.stderr
+        assert result.stderr.count("\n") == 1
+    assert json.loads(cli("mailing", "list", "--json").stdout)["total"] == 0
+
+
+def test_stats_json_shapes(cli):
+    cli("client", "create", "--phone", "79161234567")
+    mailing_id = create(cli)
+    overall = json.loads(cli("stats", "--json").stdout)
+    assert overall == [
+        {
+            "mailing_id": mailing_id,
+            "state": "running",
+            "total": 0,
+            "by_status": {
+                "pending": 0,
+                "sending": 0,
+                "sent": 0,
+                "failed": 0,
+                "expired": 0,
+                "cancelled": 0,
+            },
+        }
+    ]
+    one = json.loads(cli("stats", str(mailing_id), "--json").stdout)
+    assert set(one) >= {"mailing_id", "state", "total", "by_status", "messages"}
+    table = cli("stats")
+    assert "Mailings by message status" in table.stdout
+
+
+def test_stats_rejects_an_unknown_status_filter(cli):
+    mailing_id = create(cli)
+    result = cli("stats", str(mailing_id), "--status", "lost")
+    assert (result.exit_code, result.stderr.startswith("error: status:")) == (2, True)

@@ -1,0 +1,57 @@
+"""The schema: migrations match the models, empty databases are set up on first use."""
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlmodel import SQLModel
+
+import notifyctl.models  # noqa: F401
+from notifyctl.db import HEAD_REVISION, current_revision, ensure_schema, make_engine
+from notifyctl.errors import StorageError
+
+
+def test_head_revision_constant_matches_the_scripts():
+    config = Config()
+    config.set_main_option("script_location", "notifyctl:migrations")
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION
+
+
+def test_migrations_produce_exactly_the_models(engine):
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": False})
+        differences = compare_metadata(context, SQLModel.metadata)
+    assert differences == []
+
+
+def test_first_use_of_an_empty_database_creates_the_schema(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+    assert current_revision(engine) is None
+    ensure_schema(engine)
+    assert current_revision(engine) == HEAD_REVISION
+
+
+def test_an_older_schema_is_refused_with_the_command_to_run(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    ensure_schema(engine)
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = '0000'"))
+    with pytest.raises(StorageError, match="notifyctl db upgrade"):
+        ensure_schema(engine)
+
+
+def test_a_foreign_database_is_refused(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE accounts (id INTEGER)"))
+    with pytest.raises(StorageError, match="no notifyctl schema"):
+        ensure_schema(engine)
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
