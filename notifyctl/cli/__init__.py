@@ -7,7 +7,7 @@ inside its commands, so that ``notifyctl --help`` starts fast.
 import typer
 
 from notifyctl import __version__
-from notifyctl.cli import clients, database, mailings, stats
+from notifyctl.cli import clients, database, mailings, servers, stats
 from notifyctl.cli.context import NotifyGroup, state
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app.add_typer(clients.app, name="client")
 app.add_typer(mailings.app, name="mailing")
 app.command("stats")(stats.stats)
 app.add_typer(database.app, name="db")
+app.command("mock")(servers.mock)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,1 @@
+"""Benchmarks and the chaos harness; `make bench` runs ``python -m bench``."""

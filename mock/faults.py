@@ -1,0 +1,95 @@
+"""The fault plan: how badly the mock behaves, changeable while it runs."""
+
+import random
+import time
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Outcome(StrEnum):
+    ok = "ok"  #: 200 {"code": 0, "message": "OK"}
+    error = "error"  #: 500, 502 or 503
+    garbage = "garbage"  #: 200 with a broken or wrong body
+    drop = "drop"  #: the connection closes without an answer
+
+
+class Faults(BaseModel):
+    """Fault settings as ``GET``/``PUT /v1/_faults`` show and take them (PUT: any subset)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latency_ms: float = Field(0.0, ge=0, description="fixed delay before answering")
+    jitter_ms: float = Field(0.0, ge=0, description="extra random delay, uniform in 0..jitter")
+    error_rate: float = Field(0.0, ge=0, le=1, description="share answered 500/502/503")
+    garbage_rate: float = Field(0.0, ge=0, le=1, description="share answered 200 with a bad body")
+    drop_rate: float = Field(0.0, ge=0, le=1, description="share whose connection is dropped")
+    rate_limit: float | None = Field(None, gt=0, description="requests/s above which 429 comes")
+    outage_seconds: float | None = Field(
+        None, ge=0, description="refuse everything (503) for this long from outage_at / now"
+    )
+    outage_at: datetime | None = Field(None, description="start of the outage (default: now)")
+
+
+class FaultPlan:
+    """The live plan: decides each request's fate."""
+
+    def __init__(self, faults: Faults | None = None, *, seed: int | None = None) -> None:
+        self.faults = Faults()
+        self._rng = random.Random(seed)
+        self._outage: tuple[float, float] | None = None
+        self._tokens = 0.0
+        self._refilled = time.monotonic()
+        if faults is not None:
+            self.apply(faults)
+
+    def apply(self, changes: Faults) -> None:
+        """Take the fields that ``changes`` sets explicitly; the others stay as they are."""
+        names = changes.model_fields_set
+        self.faults = self.faults.model_copy(update={n: getattr(changes, n) for n in names})
+        if "rate_limit" in names:
+            self._tokens = self.faults.rate_limit or 0.0
+        if names & {"outage_seconds", "outage_at"} and self.faults.outage_seconds is not None:
+            at = self.faults.outage_at
+            start = at.timestamp() if at is not None else time.time()
+            self._outage = (start, start + self.faults.outage_seconds)
+            self.faults = self.faults.model_copy(
+                update={"outage_at": datetime.fromtimestamp(start, UTC)}
+            )
+
+    def in_outage(self, now: float) -> bool:
+        return self._outage is not None and self._outage[0] <= now < self._outage[1]
+
+    def over_rate(self) -> bool:
+        """Token bucket: True when this request exceeds ``rate_limit``."""
+        limit = self.faults.rate_limit
+        if limit is None:
+            return False
+        now = time.monotonic()
+        self._tokens = min(limit, self._tokens + (now - self._refilled) * limit)
+        self._refilled = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return False
+        return True
+
+    def delay(self) -> float:
+        """Seconds to wait before answering."""
+        jitter = self._rng.uniform(0, self.faults.jitter_ms) if self.faults.jitter_ms else 0.0
+        return (self.faults.latency_ms + jitter) / 1000.0
+
+    def outcome(self) -> Outcome:
+        roll = self._rng.random()
+        for rate, outcome in (
+            (self.faults.error_rate, Outcome.error),
+            (self.faults.garbage_rate, Outcome.garbage),
+            (self.faults.drop_rate, Outcome.drop),
+        ):
+            if roll < rate:
+                return outcome
+            roll -= rate
+        return Outcome.ok
+
+    def pick(self, options):
+        return self._rng.choice(options)

@@ -1,0 +1,83 @@
+"""What the mock received, per message id: cheap enough for millions of entries.
+
+Entries live in parallel typed arrays indexed by arrival order (about 40 bytes each plus
+the id index), and texts are stored once per distinct text.
+"""
+
+from array import array
+from datetime import UTC, datetime
+
+
+class ReceivedLog:
+    """For each msgId: phone, text, first and last arrival, and how many times it came."""
+
+    def __init__(self) -> None:
+        self._index: dict[int, int] = {}
+        self._ids = array("q")
+        self._phones = array("q")
+        self._texts = array("I")
+        self._first = array("d")
+        self._last = array("d")
+        self._count = array("I")
+        self._accepted = array("I")
+        self._text_ids: dict[str, int] = {}
+        self._text_list: list[str] = []
+        self.requests = 0
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def record(self, msg_id: int, phone: int, text: str, *, at: float, accepted: bool) -> int:
+        """Note one arrival; returns how many times this id has now arrived."""
+        self.requests += 1
+        slot = self._index.get(msg_id)
+        if slot is None:
+            text_id = self._text_ids.get(text)
+            if text_id is None:
+                text_id = self._text_ids[text] = len(self._text_list)
+                self._text_list.append(text)
+            self._index[msg_id] = len(self._ids)
+            self._ids.append(msg_id)
+            self._phones.append(phone)
+            self._texts.append(text_id)
+            self._first.append(at)
+            self._last.append(at)
+            self._count.append(1)
+            self._accepted.append(1 if accepted else 0)
+            return 1
+        self._last[slot] = at
+        self._count[slot] += 1
+        if accepted:
+            self._accepted[slot] += 1
+        return self._count[slot]
+
+    def clear(self) -> None:
+        self.__init__()
+
+    def _item(self, slot: int) -> dict:
+        return {
+            "msg_id": self._ids[slot],
+            "phone": self._phones[slot],
+            "text": self._text_list[self._texts[slot]],
+            "first_at": _iso(self._first[slot]),
+            "last_at": _iso(self._last[slot]),
+            "count": self._count[slot],
+            "accepted": self._accepted[slot],
+        }
+
+    def page(self, *, msg_id: int | None, limit: int, offset: int) -> dict:
+        """``{"total", "items"}`` in order of first arrival, or the one entry of ``msg_id``."""
+        if msg_id is not None:
+            slot = self._index.get(msg_id)
+            return {
+                "total": 0 if slot is None else 1,
+                "items": [] if slot is None else [self._item(slot)],
+            }
+        slots = range(offset, min(offset + limit, len(self._ids)))
+        return {"total": len(self._ids), "items": [self._item(slot) for slot in slots]}
+
+
+def _iso(epoch: float) -> str:
+    return (
+        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    )

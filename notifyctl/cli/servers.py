@@ -1,0 +1,126 @@
+"""Long-running commands: the mock sending API (and, later, the daemon and the API)."""
+
+import typer
+
+from notifyctl.cli.context import error
+
+
+def mock(
+    host: str = typer.Option(
+        "127.0.0.1", "--host", envvar="MOCK_HOST", show_envvar=True, help="Address to listen on."
+    ),
+    port: int = typer.Option(
+        8001, "--port", envvar="MOCK_PORT", show_envvar=True, help="Port to listen on."
+    ),
+    secret: str | None = typer.Option(
+        None,
+        "--secret",
+        envvar="MOCK_SECRET",
+        show_envvar=True,
+        help="HS256 secret valid tokens are signed with; when set, the demo token stops working.",
+    ),
+    latency_ms: float = typer.Option(
+        0.0,
+        "--latency-ms",
+        envvar="MOCK_LATENCY_MS",
+        show_envvar=True,
+        help="Fixed delay before each answer, e.g. 200.",
+    ),
+    jitter_ms: float = typer.Option(
+        0.0,
+        "--jitter-ms",
+        envvar="MOCK_JITTER_MS",
+        show_envvar=True,
+        help="Extra random delay, uniform in 0..N ms.",
+    ),
+    error_rate: float = typer.Option(
+        0.0,
+        "--error-rate",
+        envvar="MOCK_ERROR_RATE",
+        show_envvar=True,
+        help="Share of requests answered 500/502/503, e.g. 0.1.",
+    ),
+    garbage_rate: float = typer.Option(
+        0.0,
+        "--garbage-rate",
+        envvar="MOCK_GARBAGE_RATE",
+        show_envvar=True,
+        help="Share answered 200 with a broken or wrong body.",
+    ),
+    drop_rate: float = typer.Option(
+        0.0,
+        "--drop-rate",
+        envvar="MOCK_DROP_RATE",
+        show_envvar=True,
+        help="Share whose connection is closed without an answer.",
+    ),
+    rate_limit: float | None = typer.Option(
+        None,
+        "--rate-limit",
+        envvar="MOCK_RATE_LIMIT",
+        show_envvar=True,
+        help="Requests per second above which 429 comes.",
+    ),
+    outage_seconds: float | None = typer.Option(
+        None,
+        "--outage-seconds",
+        envvar="MOCK_OUTAGE_SECONDS",
+        show_envvar=True,
+        help="Refuse everything (503) for this long, from --outage-at or start-up.",
+    ),
+    outage_at: str | None = typer.Option(
+        None,
+        "--outage-at",
+        envvar="MOCK_OUTAGE_AT",
+        show_envvar=True,
+        help="ISO-8601 start of the outage.",
+    ),
+    seed: int | None = typer.Option(
+        None,
+        "--seed",
+        envvar="MOCK_SEED",
+        show_envvar=True,
+        help="Seed the fault dice, for repeatable runs.",
+    ),
+    print_token: bool = typer.Option(
+        False, "--print-token", help="Print the demo token (or one signed with --secret) and exit."
+    ),
+) -> None:
+    """Serve the mock external sending API (POST /v1/send/{msgId}) with fault injection.
+
+    Faults change at run time with PUT /v1/_faults; what arrived is at GET /v1/_received.
+
+    Example: notifyctl mock --port 8001 --latency-ms 200 --jitter-ms 100 --error-rate 0.1
+    """
+    import jwt
+    from pydantic import ValidationError
+
+    from mock.auth import DEMO_CLAIMS, DEMO_SECRET
+    from mock.faults import Faults
+    from mock.server import serve
+
+    if print_token:
+        print(jwt.encode(DEMO_CLAIMS, secret or DEMO_SECRET, algorithm="HS256"))
+        return
+    given = {
+        "latency_ms": latency_ms,
+        "jitter_ms": jitter_ms,
+        "error_rate": error_rate,
+        "garbage_rate": garbage_rate,
+        "drop_rate": drop_rate,
+        "rate_limit": rate_limit,
+        "outage_seconds": outage_seconds,
+        "outage_at": outage_at,
+    }
+    try:
+        faults = Faults(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        error(f"--{str(problem['loc'][0]).replace('_', '-')}: {problem['msg']}")
+        raise typer.Exit(2) from None
+    from notifyctl.render import info
+
+    info(
+        f"mock sending API on http://{host}:{port}/v1/send/{{msgId}} (docs: http://{host}:{port}/docs/)"
+    )
+    serve(host=host, port=port, secret=secret or DEMO_SECRET, faults=faults, seed=seed)
