@@ -1,1 +1,1 @@
-"""daemon package."""
+"""The sender: turns mailings into delivered messages (``notifyctl daemon``)."""

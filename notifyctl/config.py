@@ -36,6 +36,11 @@ def default_database_url() -> str:
     return f"sqlite:///{data_dir / 'notifyctl.db'}"
 
 
+class Transport(StrEnum):
+    aiohttp = "aiohttp"  #: httpx API over aiohttp's connection pool (fastest measured here)
+    httpx = "httpx"  #: httpx's own pool (slows as concurrency grows, encode/httpx#3215)
+
+
 class Settings(BaseSettings):
     """Everything configurable, from ``NOTIFY_*`` environment variables or ``.env``."""
 
@@ -51,6 +56,24 @@ class Settings(BaseSettings):
     log_format: LogFormat = LogFormat.text
     log_level: str = "INFO"
 
+    # --- the daemon -----------------------------------------------------------------
+    #: requests in flight at once, per daemon
+    concurrency: int = Field(200, ge=1, le=10_000)
+    #: messages per second, all daemons together; 0 = no limit
+    rate_limit: float = Field(0.0, ge=0)
+    #: seconds one request may take (and never past the mailing's end)
+    request_timeout: float = Field(10.0, gt=0)
+    #: requests made for one message before it is failed
+    max_attempts: int = Field(20, ge=1)
+    #: seconds: the longest pause between two attempts of one message
+    retry_backoff_max: float = Field(60.0, gt=0)
+    #: consecutive transient failures after which all sending pauses (circuit breaker)
+    breaker_threshold: int = Field(20, ge=1)
+    #: seconds a claimed message stays ours; a dead daemon's claims are taken over after it
+    lease_seconds: float = Field(30.0, gt=0)
+    #: HTTP client transport under the httpx API
+    sender_transport: Transport = Transport.aiohttp
+
     @field_validator("default_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -59,6 +82,12 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown IANA timezone {value!r}") from exc
         return value
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_request(self) -> "Settings":
+        if self.lease_seconds < self.request_timeout + 5:
+            raise ValueError("NOTIFY_LEASE_SECONDS must be at least NOTIFY_REQUEST_TIMEOUT + 5")
+        return self
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_prod(self) -> "Settings":

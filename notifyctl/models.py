@@ -226,8 +226,10 @@ class Message(SQLModel, table=True):
 
     __table_args__ = (
         sa.UniqueConstraint("mailing_id", "client_id", name="uq_message_mailing_client"),
-        sa.Index("ix_message_mailing_status", "mailing_id", "status"),
-        sa.Index("ix_message_status_next", "status", "next_attempt_at"),
+        # claims (per mailing, by status and due time) and the statistics (prefix).
+        sa.Index("ix_message_mailing_status_next", "mailing_id", "status", "next_attempt_at"),
+        # lease reaping: the few rows in "sending" whose lease ran out.
+        sa.Index("ix_message_status_lease", "status", "lease_until"),
         sa.Index("ix_message_client", "client_id"),
     )
 
@@ -288,6 +290,14 @@ class AttemptPublic(SQLModel):
 
 
 T = TypeVar("T")
+
+
+class Throttle(SQLModel, table=True):
+    """The global token bucket behind NOTIFY_RATE_LIMIT, shared by every daemon (one row)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    tokens: float = 0.0
+    updated_at: datetime = _utc_field(nullable=False, default_now=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ app.add_typer(mailings.app, name="mailing")
 app.command("stats")(stats.stats)
 app.add_typer(database.app, name="db")
 app.command("mock")(servers.mock)
+app.command("daemon")(servers.daemon)
 
 
 def _version(value: bool) -> None:

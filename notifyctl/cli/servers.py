@@ -124,3 +124,55 @@ def mock(
         f"mock sending API on http://{host}:{port}/v1/send/{{msgId}} (docs: http://{host}:{port}/docs/)"
     )
     serve(host=host, port=port, secret=secret or DEMO_SECRET, faults=faults, seed=seed)
+
+
+def daemon(
+    ctx: typer.Context,
+    burst: bool = typer.Option(
+        False, "--burst", help="Send everything due now, then exit (for scripts and cron)."
+    ),
+    check: bool = typer.Option(
+        False, "--check", help="Health probe: exit 0 if the database is usable, else 1."
+    ),
+) -> None:
+    """Run the sender: activate mailings at their start, deliver, retry, expire at the end.
+
+    Tunables are settings (NOTIFY_CONCURRENCY, NOTIFY_RATE_LIMIT, NOTIFY_REQUEST_TIMEOUT,
+    NOTIFY_MAX_ATTEMPTS, ...; see the README). SIGTERM or Ctrl-C drains: no new claims,
+    requests in flight finish, the rest is given back. On SQLite one daemon runs at a time;
+    on PostgreSQL start as many as you like.
+
+    Example: NOTIFY_CONCURRENCY=500 notifyctl daemon
+    """
+    import asyncio
+
+    from notifyctl.cli.context import state
+    from notifyctl.logs import configure_logging
+
+    cli = state(ctx)
+    engine = cli.engine  # creates the schema or refuses an old one
+    if check:
+        from notifyctl.db import current_revision
+
+        current_revision(engine)
+        print("ok")
+        return
+    configure_logging(cli.settings)
+    from daemon.lock import single_sender
+    from daemon.signals import stop_on_signals
+    from daemon.worker import Worker
+
+    async def main() -> None:
+        worker = Worker(engine=engine, settings=cli.settings, burst=burst)
+        with stop_on_signals(worker.stop):
+            counters = await worker.run()
+        if burst:
+            from notifyctl.render import info
+
+            info(
+                f"sent {counters.sent}, failed {counters.failed}, retrying {counters.retried}, "
+                f"expired {counters.expired}, requests {counters.requests}"
+            )
+
+    with single_sender(engine):
+        asyncio.run(main())

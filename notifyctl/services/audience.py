@@ -1,5 +1,7 @@
 """A mailing's audience: which clients its filter matches, materialised as messages."""
 
+from datetime import datetime
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
@@ -25,13 +27,13 @@ def count_audience(*, session: Session, operator_codes: list[str], tags: list[st
     return session.execute(query).scalar_one()
 
 
-def materialise(*, session: Session, mailing: Mailing) -> int:
+def materialise(*, session: Session, mailing: Mailing, now: datetime | None = None) -> int:
     """Create a pending message for every matching client that has none yet.
 
     One set-based ``INSERT … SELECT … ON CONFLICT DO NOTHING``: idempotent, and no
     client is loaded into memory. Returns the number of messages created.
     """
-    now = utcnow()
+    now = now or utcnow()
     conditions = audience_conditions(operator_codes=mailing.operator_codes, tags=mailing.tags)
     first_try = max(mailing.start_at, now)
     audience = sa.select(

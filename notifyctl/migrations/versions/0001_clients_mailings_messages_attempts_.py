@@ -1,10 +1,13 @@
-"""clients, mailings, messages, attempts
+"""clients, mailings, messages, attempts, throttle
 
 Revision ID: 0001
 Revises: (none)
-Create Date: 2026-11-26 22:37:41.681142
+Create Date: 2026-11-26 22:51:20.170117
 """
 
+# Drafted by `alembic revision --autogenerate`; rewrite model types as plain SQLAlchemy
+# types (sa.String, sa.DateTime(timezone=True)) so that old migrations never import
+# the current models.
 import sqlalchemy as sa
 from alembic import op
 
@@ -15,7 +18,6 @@ depends_on = None
 
 
 def upgrade() -> None:
-
     op.create_table(
         "client",
         sa.Column("operator_code", sa.String(length=3), nullable=False),
@@ -51,6 +53,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
+        "throttle",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("tokens", sa.Float(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_table(
         "message",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("mailing_id", sa.Integer(), nullable=False),
@@ -69,8 +78,12 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("message", schema=None) as batch_op:
         batch_op.create_index("ix_message_client", ["client_id"], unique=False)
-        batch_op.create_index("ix_message_mailing_status", ["mailing_id", "status"], unique=False)
-        batch_op.create_index("ix_message_status_next", ["status", "next_attempt_at"], unique=False)
+        batch_op.create_index(
+            "ix_message_mailing_status_next",
+            ["mailing_id", "status", "next_attempt_at"],
+            unique=False,
+        )
+        batch_op.create_index("ix_message_status_lease", ["status", "lease_until"], unique=False)
 
     op.create_table(
         "attempt",
@@ -89,17 +102,17 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-
     with op.batch_alter_table("attempt", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_attempt_message_id"))
 
     op.drop_table("attempt")
     with op.batch_alter_table("message", schema=None) as batch_op:
-        batch_op.drop_index("ix_message_status_next")
-        batch_op.drop_index("ix_message_mailing_status")
+        batch_op.drop_index("ix_message_status_lease")
+        batch_op.drop_index("ix_message_mailing_status_next")
         batch_op.drop_index("ix_message_client")
 
     op.drop_table("message")
+    op.drop_table("throttle")
     op.drop_table("mailing")
     with op.batch_alter_table("client", schema=None) as batch_op:
         batch_op.drop_index("ix_client_tag")

@@ -1,0 +1,69 @@
+"""A circuit breaker: when the API keeps failing, all sending pauses and one probe tests it."""
+
+import time
+from enum import StrEnum
+
+from loguru import logger
+
+COOLDOWN_MIN = 1.0  # seconds the breaker stays open the first time
+COOLDOWN_MAX = 30.0  # seconds: the cooldown doubles after each failed probe, up to this
+
+
+class BreakerState(StrEnum):
+    closed = "closed"  #: requests flow
+    open = "open"  #: nothing is sent until the cooldown ends
+    half_open = "half_open"  #: one probe request is out; its fate decides
+
+
+class CircuitBreaker:
+    """Opens after ``threshold`` consecutive transient failures; probes after a cooldown."""
+
+    def __init__(self, threshold: int, *, monotonic=time.monotonic) -> None:
+        self.threshold = threshold
+        self.state = BreakerState.closed
+        self.failures = 0
+        self.openings = 0
+        self._cooldown = COOLDOWN_MIN
+        self._reopen_at = 0.0
+        self._monotonic = monotonic
+
+    def allow(self) -> bool:
+        """May a request start now? In half-open state only the one probe may."""
+        if self.state is BreakerState.closed:
+            return True
+        if self.state is BreakerState.open and self._monotonic() >= self._reopen_at:
+            self.state = BreakerState.half_open
+            logger.info("circuit breaker half-open: probing the sending API")
+            return True
+        return False
+
+    def is_open(self) -> bool:
+        return self.state is not BreakerState.closed
+
+    def seconds_to_probe(self) -> float:
+        return max(0.0, self._reopen_at - self._monotonic())
+
+    def success(self) -> None:
+        if self.state is not BreakerState.closed:
+            logger.info("circuit breaker closed: the sending API answers again")
+        self.state = BreakerState.closed
+        self.failures = 0
+        self._cooldown = COOLDOWN_MIN
+
+    def failure(self) -> None:
+        self.failures += 1
+        if self.state is BreakerState.half_open:
+            self._cooldown = min(COOLDOWN_MAX, self._cooldown * 2)
+            self._open()
+        elif self.state is BreakerState.closed and self.failures >= self.threshold:
+            self._open()
+
+    def _open(self) -> None:
+        self.state = BreakerState.open
+        self.openings += 1
+        self._reopen_at = self._monotonic() + self._cooldown
+        logger.warning(
+            "circuit breaker open after {n} consecutive failures: sending paused for {s:.0f}s",
+            n=self.failures,
+            s=self._cooldown,
+        )

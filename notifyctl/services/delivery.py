@@ -1,0 +1,414 @@
+"""Delivery bookkeeping for the daemon: activate, claim, record, expire, complete, reap.
+
+Every statement is set-based and touches only the rows it must, so that one daemon can
+keep thousands of messages a second moving and several can share one PostgreSQL
+database (claims use ``FOR UPDATE SKIP LOCKED`` there; SQLite has one writer anyway).
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from notifyctl.models import Attempt, Client, Mailing, Message, MessageStatus, Throttle
+from notifyctl.services import audience
+
+MESSAGE = Message.__table__
+ATTEMPT = Attempt.__table__
+MAILING = Mailing.__table__
+EXCERPT = 500  # characters of a response body or error kept per attempt
+
+
+# --- mailings --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MailingSnapshot:
+    """What a sender needs to know about a mailing, refreshed every fraction of a second."""
+
+    id: int
+    text: str
+    start_at: datetime
+    end_at: datetime
+    window: tuple[str, str] | None
+    paused: bool
+    cancelled: bool
+
+
+def live_mailings(*, session: Session, now: datetime) -> dict[int, MailingSnapshot]:
+    """Mailings that may still send: activated, not completed; keyed by id."""
+    rows = session.execute(
+        sa.select(Mailing).where(
+            Mailing.activated_at.is_not(None),
+            Mailing.completed_at.is_(None),
+            Mailing.end_at > now - timedelta(minutes=1),
+        )
+    ).scalars()
+    return {
+        m.id: MailingSnapshot(
+            id=m.id,
+            text=m.text,
+            start_at=m.start_at,
+            end_at=m.end_at,
+            window=(m.window_start, m.window_end) if m.window_start and m.window_end else None,
+            paused=m.paused_at is not None,
+            cancelled=m.cancelled_at is not None,
+        )
+        for m in rows
+    }
+
+
+def due_for_activation(*, session: Session, now: datetime) -> list[Mailing]:
+    """Mailings whose start has come and whose audience is not materialised yet.
+
+    Ended ones are included: their clients get messages that expire at once, so the
+    statistics show who was never reached.
+    """
+    query = sa.select(Mailing).where(
+        Mailing.activated_at.is_(None), Mailing.cancelled_at.is_(None), Mailing.start_at <= now
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(session.execute(query).scalars())
+
+
+def activate(*, session: Session, mailing: Mailing, now: datetime) -> int:
+    """Materialise the audience of ``mailing`` and mark it activated; returns messages made."""
+    created = audience.materialise(session=session, mailing=mailing, now=now)
+    session.execute(sa.update(MAILING).where(MAILING.c.id == mailing.id).values(activated_at=now))
+    return created
+
+
+def audience_timezones(*, session: Session, mailing_id: int) -> list[str]:
+    """The distinct timezones of a mailing's pending messages (for window scheduling)."""
+    query = (
+        sa.select(Client.timezone)
+        .join(Message, Message.client_id == Client.id)
+        .where(Message.mailing_id == mailing_id, Message.status == MessageStatus.pending)
+        .distinct()
+    )
+    return list(session.execute(query).scalars())
+
+
+def defer_timezone(
+    *, session: Session, mailing_id: int, timezone: str, until: datetime | None
+) -> int:
+    """Move the pending messages of one timezone to ``until`` (None: expire them)."""
+    of_zone = sa.select(Client.id).where(Client.timezone == timezone)
+    where = (
+        MESSAGE.c.mailing_id == mailing_id,
+        MESSAGE.c.status == MessageStatus.pending,
+        MESSAGE.c.client_id.in_(of_zone),
+    )
+    values = (
+        {"next_attempt_at": until}
+        if until is not None
+        else {"status": MessageStatus.expired, "next_attempt_at": None}
+    )
+    return session.execute(sa.update(MESSAGE).where(*where).values(**values)).rowcount
+
+
+# --- claims ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A message this daemon now holds (status ``sending``) with what sending it needs."""
+
+    id: int
+    mailing_id: int
+    client_id: int
+    phone: str
+    timezone: str
+    attempts: int
+
+
+def claim(
+    *,
+    session: Session,
+    owner: str,
+    mailing_ids: list[int],
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+) -> list[Claimed]:
+    """Claim up to ``limit`` due pending messages of the given mailings, oldest due first."""
+    if not mailing_ids or limit <= 0:
+        return []
+    due = (
+        sa.select(MESSAGE.c.id)
+        .where(
+            MESSAGE.c.mailing_id.in_(mailing_ids),
+            MESSAGE.c.status == MessageStatus.pending,
+            MESSAGE.c.next_attempt_at <= now,
+        )
+        .order_by(MESSAGE.c.next_attempt_at)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    claimed_ids = list(
+        session.execute(
+            sa.update(MESSAGE)
+            .where(MESSAGE.c.id.in_(due.scalar_subquery()))
+            .values(status=MessageStatus.sending, lease_owner=owner, lease_until=lease_until)
+            .returning(MESSAGE.c.id)
+        ).scalars()
+    )
+    if not claimed_ids:
+        return []
+    rows = session.execute(
+        sa.select(
+            MESSAGE.c.id,
+            MESSAGE.c.mailing_id,
+            MESSAGE.c.client_id,
+            Client.phone,
+            Client.timezone,
+            MESSAGE.c.attempts,
+        )
+        .join(Client, Client.id == MESSAGE.c.client_id)
+        .where(MESSAGE.c.id.in_(claimed_ids))
+    )
+    found = [Claimed(*row) for row in rows]
+    if len(found) < len(claimed_ids):  # the client was deleted in between
+        gone = set(claimed_ids) - {c.id for c in found}
+        session.execute(
+            sa.update(MESSAGE)
+            .where(MESSAGE.c.id.in_(gone))
+            .values(status=MessageStatus.cancelled, lease_owner=None, lease_until=None)
+        )
+    return found
+
+
+# --- outcomes ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    started_at: datetime
+    duration_ms: float
+    http_status: int | None = None
+    response_excerpt: str | None = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What became of one claimed message.
+
+    ``status`` is the new status; ``pending`` gives it back (to retry at
+    ``next_attempt_at``, or untouched when no attempt was made).
+    """
+
+    message_id: int
+    status: MessageStatus
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    sent_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+
+
+def record(*, session: Session, owner: str, outcomes: list[Outcome]) -> None:
+    """Store outcomes and their attempts in a few executemany statements.
+
+    A ``sent`` outcome is stored even if our lease was taken over meanwhile: the API
+    did accept it. Any other outcome is stored only while we still hold the message.
+    """
+    sent = [o for o in outcomes if o.status is MessageStatus.sent]
+    other = [o for o in outcomes if o.status is not MessageStatus.sent]
+    if sent:
+        session.execute(
+            sa.update(MESSAGE)
+            .where(
+                MESSAGE.c.id == sa.bindparam("b_id"),
+                # (IN (...) cannot be used with executemany)
+                sa.or_(
+                    MESSAGE.c.status == MessageStatus.sending,
+                    MESSAGE.c.status == MessageStatus.pending,
+                ),
+            )
+            .values(
+                status=MessageStatus.sent,
+                sent_at=sa.bindparam("b_sent_at"),
+                attempts=MESSAGE.c.attempts + sa.bindparam("b_n"),
+                last_error=None,
+                next_attempt_at=None,
+                lease_owner=None,
+                lease_until=None,
+            ),
+            [{"b_id": o.message_id, "b_sent_at": o.sent_at, "b_n": len(o.attempts)} for o in sent],
+        )
+    if other:
+        session.execute(
+            sa.update(MESSAGE)
+            .where(
+                MESSAGE.c.id == sa.bindparam("b_id"),
+                MESSAGE.c.status == MessageStatus.sending,
+                MESSAGE.c.lease_owner == owner,
+            )
+            .values(
+                status=sa.bindparam("b_status"),
+                attempts=MESSAGE.c.attempts + sa.bindparam("b_n"),
+                last_error=sa.func.coalesce(
+                    sa.bindparam("b_error", type_=sa.String), MESSAGE.c.last_error
+                ),
+                next_attempt_at=sa.bindparam("b_next", type_=MESSAGE.c.next_attempt_at.type),
+                lease_owner=None,
+                lease_until=None,
+            ),
+            [
+                {
+                    "b_id": o.message_id,
+                    "b_status": o.status.value,
+                    "b_n": len(o.attempts),
+                    "b_error": (o.last_error or None) and o.last_error[:EXCERPT],
+                    "b_next": o.next_attempt_at,
+                }
+                for o in other
+            ],
+        )
+    attempts = [
+        {
+            "message_id": o.message_id,
+            "started_at": a.started_at,
+            "duration_ms": round(a.duration_ms, 3),
+            "http_status": a.http_status,
+            "response_excerpt": a.response_excerpt and a.response_excerpt[:EXCERPT],
+            "error": a.error and a.error[:EXCERPT],
+        }
+        for o in outcomes
+        for a in o.attempts
+    ]
+    if attempts:
+        session.execute(sa.insert(ATTEMPT), attempts)
+
+
+def release_all(*, session: Session, owner: str) -> int:
+    """Give back every message this daemon still holds (on shutdown or when sending pauses)."""
+    return session.execute(
+        sa.update(MESSAGE)
+        .where(MESSAGE.c.status == MessageStatus.sending, MESSAGE.c.lease_owner == owner)
+        .values(status=MessageStatus.pending, lease_owner=None, lease_until=None)
+    ).rowcount
+
+
+# --- housekeeping ------------------------------------------------------------------------
+
+
+def reap_leases(*, session: Session, now: datetime) -> int:
+    """Take back messages whose lease ran out (their daemon died); returns how many."""
+    return session.execute(
+        sa.update(MESSAGE)
+        .where(MESSAGE.c.status == MessageStatus.sending, MESSAGE.c.lease_until < now)
+        .values(
+            status=MessageStatus.pending, lease_owner=None, lease_until=None, next_attempt_at=now
+        )
+    ).rowcount
+
+
+def expire_ended(*, session: Session, now: datetime) -> dict[int, int]:
+    """At ``end_at``: unsent messages become ``expired`` and the mailing completes.
+
+    Returns {mailing id: messages expired} for the mailings completed now. A message
+    still in flight (``sending`` with a live lease) is left to its sender, whose
+    request cannot outlive ``end_at``; the next pass completes the mailing.
+    """
+    ended = session.execute(
+        sa.select(Mailing).where(
+            Mailing.end_at <= now, Mailing.completed_at.is_(None), Mailing.cancelled_at.is_(None)
+        )
+    ).scalars()
+    expired: dict[int, int] = {}
+    for mailing in list(ended):
+        if mailing.activated_at is None:
+            activate(session=session, mailing=mailing, now=now)
+        count = session.execute(
+            sa.update(MESSAGE)
+            .where(
+                MESSAGE.c.mailing_id == mailing.id,
+                sa.or_(
+                    MESSAGE.c.status == MessageStatus.pending,
+                    sa.and_(MESSAGE.c.status == MessageStatus.sending, MESSAGE.c.lease_until < now),
+                ),
+            )
+            .values(
+                status=MessageStatus.expired,
+                next_attempt_at=None,
+                lease_owner=None,
+                lease_until=None,
+            )
+        ).rowcount
+        in_flight = session.execute(
+            sa.select(sa.func.count())
+            .select_from(MESSAGE)
+            .where(MESSAGE.c.mailing_id == mailing.id, MESSAGE.c.status == MessageStatus.sending)
+        ).scalar_one()
+        if not in_flight:
+            session.execute(
+                sa.update(MAILING).where(MAILING.c.id == mailing.id).values(completed_at=now)
+            )
+            expired[mailing.id] = count
+    return expired
+
+
+def complete_done(*, session: Session, now: datetime) -> list[int]:
+    """Mark activated mailings whose every message is final as completed; returns their ids."""
+    unsent = (
+        sa.select(MESSAGE.c.id)
+        .where(
+            MESSAGE.c.mailing_id == MAILING.c.id,
+            MESSAGE.c.status.in_([MessageStatus.pending, MessageStatus.sending]),
+        )
+        .exists()
+    )
+    candidates = sa.select(MAILING.c.id).where(
+        MAILING.c.activated_at.is_not(None), MAILING.c.completed_at.is_(None), ~unsent
+    )
+    ids = list(session.execute(candidates).scalars())
+    if ids:
+        session.execute(sa.update(MAILING).where(MAILING.c.id.in_(ids)).values(completed_at=now))
+    return ids
+
+
+def take_permits(*, session: Session, want: int, rate: float, now: datetime) -> int:
+    """Take up to ``want`` sends from the global token bucket (``rate`` per second).
+
+    The bucket holds at most a fifth of a second's worth, so that all daemons together
+    stay at the rate in any one-second window, give or take that burst.
+    """
+    capacity = max(1.0, rate * 0.2)
+    query = sa.select(Throttle).where(Throttle.id == 1)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    bucket = session.execute(query).scalar_one_or_none()
+    if bucket is None:  # first use: several daemons may get here at once
+        dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+        session.execute(
+            dialect.insert(Throttle.__table__)
+            .values(id=1, tokens=capacity, updated_at=now)
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        bucket = session.execute(query).scalar_one()
+    elapsed = max(0.0, (now - bucket.updated_at).total_seconds())
+    tokens = min(capacity, bucket.tokens + elapsed * rate)
+    granted = min(want, int(tokens))
+    bucket.tokens = tokens - granted
+    bucket.updated_at = now
+    session.add(bucket)
+    return granted
+
+
+def any_due(*, session: Session, mailing_ids: list[int], now: datetime) -> bool:
+    """Whether any message of these mailings is pending and due, or in flight."""
+    if not mailing_ids:
+        return False
+    query = sa.select(MESSAGE.c.id).where(
+        MESSAGE.c.mailing_id.in_(mailing_ids),
+        sa.or_(
+            sa.and_(MESSAGE.c.status == MessageStatus.pending, MESSAGE.c.next_attempt_at <= now),
+            MESSAGE.c.status == MessageStatus.sending,
+        ),
+    )
+    return session.execute(query.limit(1)).first() is not None
