@@ -13,8 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP) ## the whole system on the default SQLite file, with demo data
-	$(BIN)/notifyctl db upgrade
-	$(BIN)/notifyctl --help
+	$(BIN)/notifyctl up --demo
 
 test: $(STAMP) ## the whole suite (SQLite and the PostgreSQL on 127.0.0.1:5432)
 	$(BIN)/pytest

@@ -76,6 +76,7 @@ class Worker:
         burst: bool = False,
         wait_scale: float = 1.0,
         owner: str | None = None,
+        exclusive: bool = False,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -83,6 +84,8 @@ class Worker:
         self.burst = burst
         self.wait_scale = wait_scale
         self.owner = owner or make_owner()
+        #: the only daemon on this database (SQLite's lock): leases found at start are orphans
+        self.exclusive = exclusive
         self.counters = Counters()
         self.breaker = CircuitBreaker(settings.breaker_threshold)
         self._stop = asyncio.Event()
@@ -117,6 +120,8 @@ class Worker:
             sleep=self.clock.sleep,
             wait_scale=self.wait_scale,
         )
+        if self.exclusive:
+            await asyncio.to_thread(self._take_over_orphans)
         await asyncio.to_thread(self._job_activate)
         await asyncio.to_thread(self._job_snapshots)
         senders = [asyncio.create_task(self._send_loop()) for _ in range(self.settings.concurrency)]
@@ -459,6 +464,13 @@ class Worker:
             )
         for mailing_id in completed:
             self.log.bind(mailing_id=mailing_id).info("mailing complete: every message is final")
+
+    def _take_over_orphans(self) -> None:
+        with session_scope(self.engine) as session:
+            taken = delivery.reap_leases(session=session, now=None)
+        if taken:
+            self.counters.leases_taken_over += taken
+            self.log.warning("took over {n} messages claimed by a daemon that died", n=taken)
 
     def _job_reap(self) -> None:
         with session_scope(self.engine) as session:

@@ -25,6 +25,7 @@ app.command("stats")(stats.stats)
 app.add_typer(database.app, name="db")
 app.command("mock")(servers.mock)
 app.command("daemon")(servers.daemon)
+app.command("up")(servers.up)
 
 
 def _version(value: bool) -> None:

@@ -2,7 +2,7 @@
 
 import typer
 
-from notifyctl.cli.context import error
+from notifyctl.cli.context import error, state
 
 
 def mock(
@@ -146,7 +146,6 @@ def daemon(
     """
     import asyncio
 
-    from notifyctl.cli.context import state
     from notifyctl.logs import configure_logging
 
     cli = state(ctx)
@@ -161,9 +160,12 @@ def daemon(
     from daemon.lock import single_sender
     from daemon.signals import stop_on_signals
     from daemon.worker import Worker
+    from notifyctl.db import is_sqlite
 
     async def main() -> None:
-        worker = Worker(engine=engine, settings=cli.settings, burst=burst)
+        worker = Worker(
+            engine=engine, settings=cli.settings, burst=burst, exclusive=is_sqlite(engine)
+        )
         with stop_on_signals(worker.stop):
             counters = await worker.run()
         if burst:
@@ -176,3 +178,22 @@ def daemon(
 
     with single_sender(engine):
         asyncio.run(main())
+
+
+def up(
+    ctx: typer.Context,
+    demo: bool = typer.Option(
+        False, "--demo", help="First add sample clients and two mailings that start in 5 s."
+    ),
+    mock_port: int = typer.Option(8001, "--mock-port", help="Port of the mock sending API."),
+) -> None:
+    """Start the mock sending API and the daemon together, and watch the statistics live.
+
+    Everything runs on the configured database (by default the local SQLite file). The
+    daemon sends to the mock unless NOTIFY_SENDER_URL points elsewhere. Ctrl-C stops all.
+
+    Example: notifyctl up --demo
+    """
+    from notifyctl.cli.launcher import run_stack
+
+    run_stack(state(ctx), demo=demo, mock_port=mock_port)

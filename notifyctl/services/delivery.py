@@ -297,14 +297,19 @@ def release_all(*, session: Session, owner: str) -> int:
 # --- housekeeping ------------------------------------------------------------------------
 
 
-def reap_leases(*, session: Session, now: datetime) -> int:
-    """Take back messages whose lease ran out (their daemon died); returns how many."""
+def reap_leases(*, session: Session, now: datetime | None) -> int:
+    """Take back messages whose lease ran out (their daemon died); returns how many.
+
+    They keep their due time, which had come when they were claimed. ``now=None`` takes
+    back every lease: only for a daemon that knows it is the only one (SQLite's lock).
+    """
+    conditions = [MESSAGE.c.status == MessageStatus.sending]
+    if now is not None:
+        conditions.append(MESSAGE.c.lease_until < now)
     return session.execute(
         sa.update(MESSAGE)
-        .where(MESSAGE.c.status == MessageStatus.sending, MESSAGE.c.lease_until < now)
-        .values(
-            status=MessageStatus.pending, lease_owner=None, lease_until=None, next_attempt_at=now
-        )
+        .where(*conditions)
+        .values(status=MessageStatus.pending, lease_owner=None, lease_until=None)
     ).rowcount
 
 
