@@ -434,6 +434,7 @@ class Worker:
 
     def _job_activate(self) -> None:
         now = self.clock.now()
+        activated = False
         with session_scope(self.engine) as session:
             for mailing in delivery.due_for_activation(session=session, now=now):
                 if mailing.end_at <= now:
@@ -443,11 +444,14 @@ class Worker:
                 if mailing.window_start and mailing.window_end:
                     deferred = self._defer_to_windows(session, mailing, now)
                 self.counters.activated.append(mailing.id)
+                activated = True
                 self.log.bind(mailing_id=mailing.id).info(
                     "mailing activated: {n} messages, {d} waiting for their window",
                     n=created,
                     d=deferred,
                 )
+        if activated:  # let the claimer see it now rather than at the next refresh
+            self._job_snapshots()
 
     def _defer_to_windows(self, session, mailing, now: datetime) -> int:
         """Set each timezone's messages to its next window opening (or expire them)."""

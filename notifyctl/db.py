@@ -80,15 +80,34 @@ def current_revision(engine: Engine) -> str | None:
     """Return the schema revision stored in the database, or None for an empty one."""
     try:
         with engine.connect() as connection:
-            if not sa.inspect(connection).has_table("alembic_version"):
-                if sa.inspect(connection).get_table_names():
-                    raise StorageError(
-                        f"{redact(str(engine.url))} holds tables but no notifyctl schema version"
-                    )
-                return None
-            return connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            try:
+                # The common case in one cheap query; reflection only when it fails.
+                with (
+                    connection.begin_nested() if engine.dialect.name == "postgresql" else _nothing()
+                ):
+                    return connection.execute(
+                        sa.text("SELECT version_num FROM alembic_version")
+                    ).scalar()
+            except (sa.exc.ProgrammingError, sa.exc.OperationalError) as exc:
+                if not _missing_table(exc):
+                    raise
+            if sa.inspect(connection).get_table_names():
+                raise StorageError(
+                    f"{redact(str(engine.url))} holds tables but no notifyctl schema version"
+                )
+            return None
     except (OperationalError, DBAPIError) as exc:
         raise StorageError(_describe(engine, exc)) from exc
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def _missing_table(exc: Exception) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "no such table" in text or "does not exist" in text
 
 
 def upgrade(engine: Engine) -> None:

@@ -1,0 +1,303 @@
+"""Run the benchmarks and rewrite bench/RESULTS.md.
+
+python -m bench                      # everything at full size (make bench)
+python -m bench --size small         # a quick pass at a tenth of the sizes
+python -m bench --only throughput    # one part: startup, import, stats, throughput, memory
+"""
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from bench import data
+from bench.loadgen import load
+from bench.runner import mock_process, notifyctl, timed
+from notifyctl.db import make_engine
+
+HERE = Path(__file__).resolve().parent
+POSTGRES = os.environ.get(
+    "NOTIFY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/notifyctl_bench"
+)
+SIZES = {
+    "full": {"import": 1_000_000, "stats": 1_000_000, "throughput": 100_000, "memory": 1_000_000},
+    "small": {"import": 100_000, "stats": 100_000, "throughput": 10_000, "memory": 100_000},
+}
+Row = tuple[str, str, str, str]  # figure, target, result, command
+
+
+def env_for(url: str, **extra: str) -> dict:
+    return dict(os.environ) | {"NOTIFY_DATABASE_URL": url, "NOTIFY_LOG_LEVEL": "WARNING"} | extra
+
+
+def bench_startup(_size, _work: Path) -> list[Row]:
+    runs = sorted(timed(notifyctl("--help")).seconds for _ in range(10))
+    return [
+        (
+            "`notifyctl --help` start-up (median of 10)",
+            "< 0.4 s",
+            f"{statistics.median(runs):.3f} s",
+            "python -m bench --only startup",
+        )
+    ]
+
+
+def bench_import(size, work: Path) -> list[Row]:
+    count = SIZES[size]["import"]
+    path = data.write_csv(work / "clients.csv", count)
+    rows = []
+    for backend, url in (("SQLite", f"sqlite:///{work / 'import.db'}"), ("PostgreSQL", POSTGRES)):
+        data.fresh_database(url)
+        run = timed(notifyctl("--db", url, "client", "import", str(path)), env=env_for(url))
+        assert run.returncode == 0, run.stderr
+        rows.append(
+            (
+                f"import {count:,} clients from CSV, {backend}",
+                "< 60 s, flat memory",
+                f"{run.seconds:.1f} s ({count / run.seconds:,.0f} rows/s), "
+                f"peak RSS {run.peak_rss_mb:.0f} MB",
+                f"python -m bench --only import --size {size}",
+            )
+        )
+    return rows
+
+
+def bench_stats(size, work: Path) -> list[Row]:
+    from sqlmodel import Session
+
+    from notifyctl.services.stats import overall_stats
+
+    count = SIZES[size]["stats"]
+    rows = []
+    for backend, url in (("SQLite", f"sqlite:///{work / 'stats.db'}"), ("PostgreSQL", POSTGRES)):
+        data.fresh_database(url)
+        data.add_stats_data(url, mailings=100, messages=count)
+        cli = min(
+            timed(notifyctl("--db", url, "stats", "--json"), env=env_for(url)).seconds
+            for _ in range(3)
+        )
+        engine = make_engine(url)
+        durations = []
+        for _ in range(5):
+            with Session(engine) as session:
+                started = time.perf_counter()
+                overall_stats(session=session)
+                durations.append(time.perf_counter() - started)
+        engine.dispose()
+        rows.append(
+            (
+                f"`notifyctl stats`, 100 mailings, {count:,} messages, {backend}",
+                "< 0.5 s",
+                f"{cli:.3f} s whole command; "
+                f"{statistics.median(durations) * 1000:.0f} ms the query",
+                f"python -m bench --only stats --size {size}",
+            )
+        )
+    return rows
+
+
+def _mailing_figures(url: str) -> tuple[datetime, datetime, dict[str, int]]:
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        activated = connection.execute(sa.text("SELECT activated_at FROM mailing")).scalar()
+        last = connection.execute(sa.text("SELECT max(sent_at) FROM message")).scalar()
+        counts = dict(
+            connection.execute(
+                sa.text("SELECT status, count(*) FROM message GROUP BY status")
+            ).all()
+        )
+    engine.dispose()
+    parse = (
+        (lambda v: datetime.fromisoformat(v).replace(tzinfo=UTC))
+        if isinstance(activated, str)
+        else (lambda v: v if v.tzinfo else v.replace(tzinfo=UTC))
+    )
+    return parse(activated), parse(last), counts
+
+
+def run_mailing(url: str, clients: int, mock, *, concurrency: int = 200) -> dict:
+    """A fresh database with ``clients`` clients, one mailing, ``daemon --burst``: figures."""
+    data.fresh_database(url)
+    data.add_clients(url, clients)
+    mock.forget()
+    env = env_for(url, NOTIFY_SENDER_URL=mock.send_url, NOTIFY_CONCURRENCY=str(concurrency))
+    subprocess.run(
+        notifyctl("mailing", "create", "--text", "bench", "--start", "now", "--end", "now+2h"),
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    run = timed(notifyctl("daemon", "--burst"), env=env)
+    assert run.returncode == 0, run.stderr
+    activated, last, counts = _mailing_figures(url)
+    elapsed = (last - activated).total_seconds()
+    return {
+        "rate": clients / elapsed,
+        "seconds": elapsed,
+        "rss": run.peak_rss_mb,
+        "counts": counts,
+        "received": mock.received(limit=1)["total"],
+    }
+
+
+def bench_throughput(size, work: Path) -> list[Row]:
+    clients = SIZES[size]["throughput"]
+    rows = []
+    with mock_process() as mock:
+        for backend, url in (("SQLite", f"sqlite:///{work / 'send.db'}"), ("PostgreSQL", POSTGRES)):
+            ceiling = asyncio.run(load(mock.send_url, requests=20_000, concurrency=200))[
+                "per_second"
+            ]
+            mock.forget()
+            result = run_mailing(url, clients, mock)
+            assert result["counts"] == {"sent": clients}, result
+            rows.append(
+                (
+                    f"{clients:,}-message mailing, no faults, {backend}",
+                    "≥ 0.5 x ceiling (aim 0.7)",
+                    f"{result['rate']:,.0f} msg/s = {result['rate'] / ceiling:.2f} x ceiling "
+                    f"({ceiling:,.0f} req/s, aiohttp load generator, same run)",
+                    f"python -m bench --only throughput --size {size}",
+                )
+            )
+    with mock_process("--latency-ms", "50") as mock:
+        url = f"sqlite:///{work / 'latency.db'}"
+        result = run_mailing(url, clients, mock, concurrency=500)
+        rows.append(
+            (
+                f"{clients:,}-message mailing, mock latency 50 ms, SQLite, 500 in flight",
+                "≥ 1,500 msg/s",
+                f"{result['rate']:,.0f} msg/s",
+                f"python -m bench --only throughput --size {size}",
+            )
+        )
+        rows.append(_first_request_delay(work, mock))
+    return rows
+
+
+def _first_request_delay(work: Path, mock) -> Row:
+    url = f"sqlite:///{work / 'delay.db'}"
+    data.fresh_database(url)
+    data.add_clients(url, 100)
+    mock.forget()
+    env = env_for(url, NOTIFY_SENDER_URL=mock.send_url)
+    daemon = subprocess.Popen(notifyctl("daemon"), env=env, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(2)
+        start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+        subprocess.run(
+            notifyctl(
+                "mailing",
+                "create",
+                "--text",
+                "delay",
+                "--start",
+                start.isoformat(),
+                "--end",
+                "now+1h",
+            ),
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        while not mock.received(limit=1)["items"]:
+            time.sleep(0.05)
+        first = datetime.fromisoformat(mock.received(limit=1)["items"][0]["first_at"])
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
+    return (
+        "delay from `start_at` to the first request (mock 50 ms latency)",
+        "< 2 s",
+        f"{(first - start).total_seconds():.2f} s",
+        "python -m bench --only throughput",
+    )
+
+
+def bench_memory(size, work: Path) -> list[Row]:
+    rows = []
+    with mock_process() as mock:
+        for clients in sorted({SIZES[size]["throughput"], SIZES[size]["memory"]}):
+            result = run_mailing(f"sqlite:///{work / 'memory.db'}", clients, mock)
+            rows.append(
+                (
+                    f"daemon peak RSS, {clients:,}-message mailing, SQLite",
+                    "< 200 MB, flat",
+                    f"{result['rss']:.0f} MB ({result['rate']:,.0f} msg/s)",
+                    f"python -m bench --only memory --size {size}",
+                )
+            )
+    return rows
+
+
+PARTS = {
+    "startup": bench_startup,
+    "import": bench_import,
+    "stats": bench_stats,
+    "throughput": bench_throughput,
+    "memory": bench_memory,
+}
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    system = f"{platform.system()} {platform.release()}"
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {system}"
+
+
+def write_results(rows: list[Row], size: str, parts: list[str]) -> None:
+    path = HERE / "RESULTS.md"
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}, size `{size}`,",
+        f"parts: {', '.join(parts)}. The mock and the daemon share the machine's cores.",
+        "Rewritten by `make bench` (`python -m bench`); each row names the command that measures"
+        " it.",
+        "",
+        "| figure | target | result | command |",
+        "|---|---|---|---|",
+        *(
+            f"| {figure} | {target} | {result} | `{command}` |"
+            for figure, target, result, command in rows
+        ),
+        "",
+    ]
+    path.write_text("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument("--only", choices=sorted(PARTS), action="append")
+    args = parser.parse_args()
+    parts = args.only or list(PARTS)
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="notifyctl-bench-") as tmp:
+        for name in parts:
+            print(f"bench: {name} ...", file=sys.stderr, flush=True)
+            part_rows = PARTS[name](args.size, Path(tmp))
+            for row in part_rows:
+                print(f"  {row[0]}: {row[2]}", file=sys.stderr, flush=True)
+            rows.extend(part_rows)
+    write_results(rows, args.size, parts)
+
+
+if __name__ == "__main__":
+    main()

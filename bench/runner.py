@@ -1,0 +1,94 @@
+"""Processes for benchmarks: timed children with their peak memory, a mock on a port."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+
+from bench.loadgen import DEMO_TOKEN
+
+AUTH = {"Authorization": f"Bearer {DEMO_TOKEN}"}
+
+
+@dataclass
+class Run:
+    seconds: float
+    peak_rss_mb: float
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def notifyctl(*args: str) -> list[str]:
+    return [sys.executable, "-m", "notifyctl", *args]
+
+
+def timed(command: list[str], *, env: dict | None = None) -> Run:
+    """Run ``command`` to its end; wall time and peak RSS (from wait4) of that child."""
+    out_path, err_path = f"/tmp/bench-{os.getpid()}.out", f"/tmp/bench-{os.getpid()}.err"
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        started = time.perf_counter()
+        child = subprocess.Popen(command, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    with open(out_path) as out, open(err_path) as err:
+        stdout, stderr = out.read(), err.read()
+    os.unlink(out_path)
+    os.unlink(err_path)
+    return Run(seconds, usage.ru_maxrss / 1024, child.returncode, stdout, stderr)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Mock:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        self.send_url = f"{self.base}/v1/send"
+
+    def received(self, **params) -> dict:
+        return httpx.get(
+            f"{self.base}/v1/_received", params=params, headers=AUTH, timeout=60
+        ).json()
+
+    def forget(self) -> None:
+        httpx.delete(f"{self.base}/v1/_received", headers=AUTH).raise_for_status()
+
+    def faults(self, **changes) -> None:
+        httpx.put(f"{self.base}/v1/_faults", json=changes, headers=AUTH).raise_for_status()
+
+
+@contextmanager
+def mock_process(*options: str):
+    """The mock as a child process on a free port."""
+    port = free_port()
+    child = subprocess.Popen(
+        notifyctl("mock", "--port", str(port), *options),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or child.poll() is not None:
+                child.kill()
+                raise RuntimeError("the mock did not start") from None
+            time.sleep(0.1)
+    try:
+        yield Mock(port)
+    finally:
+        child.terminate()
+        child.wait(10)
