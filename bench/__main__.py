@@ -7,6 +7,7 @@ python -m bench --only throughput    # one part: startup, import, stats, through
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import statistics
@@ -239,12 +240,111 @@ def bench_memory(size, work: Path) -> list[Row]:
     return rows
 
 
+def _latencies(base: str, path: str, token: str, count: int) -> tuple[float, float]:
+    import httpx
+
+    durations = []
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as client:
+        for _ in range(count):
+            started = time.perf_counter()
+            client.get(path).raise_for_status()
+            durations.append(time.perf_counter() - started)
+    durations.sort()
+    return durations[len(durations) // 2] * 1000, durations[int(len(durations) * 0.99) - 1] * 1000
+
+
+def bench_api(size, work: Path) -> list[Row]:
+    """p50/p99 of the statistics routes at 100 mailings and N messages, alone and while sending."""
+    from bench.runner import free_port
+
+    count = SIZES[size]["stats"]
+    clients = SIZES[size]["throughput"]
+    url = f"sqlite:///{work / 'api.db'}"
+    data.fresh_database(url)
+    data.add_stats_data(url, mailings=100, messages=count)
+    data.add_clients(url, clients)
+    port, token = free_port(), "nfy_bench-login-token"
+    rows = []
+    with mock_process() as mock:
+        env = env_for(url, NOTIFY_SENDER_URL=mock.send_url, NOTIFY_LOGIN_TOKEN=token)
+        api = subprocess.Popen(
+            notifyctl("api", "--port", str(port)), env=env, stderr=subprocess.DEVNULL
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            _wait_http(f"{base}/healthz")
+            for label in ("alone", "while the daemon sends"):
+                daemon = None
+                if label != "alone":
+                    subprocess.run(
+                        notifyctl(
+                            "mailing",
+                            "create",
+                            "--text",
+                            "load",
+                            "--start",
+                            "now",
+                            "--end",
+                            "now+1h",
+                        ),
+                        env=env,
+                        check=True,
+                        capture_output=True,
+                    )
+                    daemon = subprocess.Popen(
+                        notifyctl("daemon"), env=env, stderr=subprocess.DEVNULL
+                    )
+                    while mock.received(limit=1)["total"] < 1000:
+                        time.sleep(0.1)
+                try:
+                    for path in ("/api/v1/stats", "/api/v1/mailings/1/stats"):
+                        p50, p99 = _latencies(base, path, token, 200)
+                        target = "p99 < 100 ms" if label == "alone" else "p99 < 250 ms"
+                        rows.append(
+                            (
+                                f"`GET {path.replace('/1/', '/{id}/')}`, 100 mailings, "
+                                f"{count:,} messages, SQLite, {label}",
+                                target,
+                                f"p50 {p50:.0f} ms, p99 {p99:.0f} ms",
+                                f"python -m bench --only api --size {size}",
+                            )
+                        )
+                finally:
+                    if daemon is not None:
+                        sent = mock.received(limit=1)["total"]
+                        daemon.terminate()
+                        daemon.wait(30)
+                        rows[-1] = (
+                            *rows[-1][:2],
+                            rows[-1][2] + f" (daemon sent {sent:,} meanwhile)",
+                            rows[-1][3],
+                        )
+        finally:
+            api.terminate()
+            api.wait(10)
+    return rows
+
+
+def _wait_http(url: str) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer")
+
+
 PARTS = {
     "startup": bench_startup,
     "import": bench_import,
     "stats": bench_stats,
     "throughput": bench_throughput,
     "memory": bench_memory,
+    "api": bench_api,
 }
 
 
@@ -261,25 +361,27 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {system}"
 
 
-def write_results(rows: list[Row], size: str, parts: list[str]) -> None:
-    path = HERE / "RESULTS.md"
+def write_results(results: dict) -> None:
+    """RESULTS.md from every part measured so far (bench/results.json keeps them)."""
+    (HERE / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     lines = [
         "# Benchmark results",
         "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}, size `{size}`,",
-        f"parts: {', '.join(parts)}. The mock and the daemon share the machine's cores.",
-        "Rewritten by `make bench` (`python -m bench`); each row names the command that measures"
-        " it.",
+        "Rewritten by `make bench` (`python -m bench`); `python -m bench --only PART` re-measures",
+        "one part and keeps the others. The mock and the daemon share the machine's cores.",
         "",
-        "| figure | target | result | command |",
-        "|---|---|---|---|",
-        *(
-            f"| {figure} | {target} | {result} | `{command}` |"
-            for figure, target, result, command in rows
-        ),
-        "",
+        "| figure | target | result | command | measured |",
+        "|---|---|---|---|---|",
     ]
-    path.write_text("\n".join(lines))
+    for name in PARTS:
+        part = results.get(name)
+        if part is None:
+            continue
+        for figure, target, result, command in part["rows"]:
+            lines.append(f"| {figure} | {target} | {result} | `{command}` | {part['measured']} |")
+    machines = sorted({part["machine"] for part in results.values()})
+    lines += ["", "Machine: " + "; ".join(machines), ""]
+    (HERE / "RESULTS.md").write_text("\n".join(lines))
 
 
 def main() -> None:
@@ -288,15 +390,21 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(PARTS), action="append")
     args = parser.parse_args()
     parts = args.only or list(PARTS)
-    rows: list[Row] = []
+    results_path = HERE / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
     with tempfile.TemporaryDirectory(prefix="notifyctl-bench-") as tmp:
         for name in parts:
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
             part_rows = PARTS[name](args.size, Path(tmp))
             for row in part_rows:
                 print(f"  {row[0]}: {row[2]}", file=sys.stderr, flush=True)
-            rows.extend(part_rows)
-    write_results(rows, args.size, parts)
+            results[name] = {
+                "rows": part_rows,
+                "size": args.size,
+                "measured": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+                "machine": machine(),
+            }
+            write_results(results)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,15 @@ class Settings(BaseSettings):
     #: HTTP client transport under the httpx API
     sender_transport: Transport = Transport.aiohttp
 
+    # --- sign-in through an OpenID Connect provider ------------------------------------
+    #: the provider's issuer URL (its /.well-known/openid-configuration is read); unset = off
+    oidc_issuer: str | None = None
+    #: our client id at the provider; ID tokens must be issued to it (their "aud")
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    #: who may sign in: subjects or e-mail addresses; empty = anyone the provider vouches for
+    oidc_allowed_users: list[str] = []
+
     @field_validator("default_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:

@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Generic, TypeVar
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import JSON, Column, Field, SQLModel
 
@@ -182,8 +182,8 @@ class MailingCreate(SQLModel):
     """A new mailing as a caller describes it."""
 
     text: str = Field(schema_extra={"examples": ["Black Friday: -30% today only"]})
-    start_at: datetime = Field(schema_extra={"examples": ["2026-12-01T09:00:00+03:00"]})
-    end_at: datetime = Field(schema_extra={"examples": ["2026-12-01T21:00:00+03:00"]})
+    start_at: AwareDatetime = Field(schema_extra={"examples": ["2026-12-01T09:00:00+03:00"]})
+    end_at: AwareDatetime = Field(schema_extra={"examples": ["2026-12-01T21:00:00+03:00"]})
     filter: MailingFilter = Field(default_factory=MailingFilter)
     send_window: SendWindow | None = None
 
@@ -192,8 +192,8 @@ class MailingUpdate(SQLModel):
     """A partial change of a mailing: only the fields given change."""
 
     text: str | None = None
-    start_at: datetime | None = None
-    end_at: datetime | None = None
+    start_at: AwareDatetime | None = None
+    end_at: AwareDatetime | None = None
     filter: MailingFilter | None = None
     send_window: SendWindow | None = None
     #: set true to remove the send window (``send_window: null`` is read as "unchanged")
@@ -290,6 +290,67 @@ class AttemptPublic(SQLModel):
 
 
 T = TypeVar("T")
+
+
+class MailingStatsPublic(BaseModel):
+    """One mailing's message counts by status (``GET /stats`` items, ``notifyctl stats --json``)."""
+
+    mailing_id: int
+    state: MailingState
+    total: int
+    by_status: dict[str, int] = Field(
+        schema_extra={
+            "examples": [
+                {"pending": 0, "sending": 0, "sent": 98, "failed": 1, "expired": 1, "cancelled": 0}
+            ]
+        }
+    )
+
+
+class MailingStatsDetail(MailingStatsPublic):
+    """One mailing's counts and one page of its messages (``GET /mailings/{id}/stats``)."""
+
+    messages: list[MessagePublic]
+    messages_total: int
+    limit: int
+    offset: int
+
+
+class MessageDetail(MessagePublic):
+    """A message with every request made for it (``attempts`` is their count)."""
+
+    attempt_history: list[AttemptPublic]
+
+
+class PagePublic(BaseModel, Generic[T]):
+    """One page of a longer list: ``items`` from ``offset``, ``total`` in all."""
+
+    total: int
+    limit: int
+    offset: int
+    items: list[T]
+
+
+class ApiToken(SQLModel, table=True):
+    """A named API token for scripts; only its SHA-256 hash is stored."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, sa_column_kwargs={"unique": True})
+    token_hash: str = Field(max_length=64, sa_column_kwargs={"unique": True})
+    created_at: datetime = _utc_field(nullable=False, default_now=True)
+    last_used_at: datetime | None = _utc_field()
+    revoked_at: datetime | None = _utc_field()
+
+
+class ApiTokenPublic(SQLModel):
+    """A token as listed (never the token itself)."""
+
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
 
 
 class Throttle(SQLModel, table=True):

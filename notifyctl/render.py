@@ -4,15 +4,28 @@ import json
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
 
-# Piped output is not cut to 80 columns: tables take the width their content needs.
-stdout = Console() if sys.stdout.isatty() else Console(width=10_000)
-stderr = Console(stderr=True, soft_wrap=True)
+
+@cache
+def _stdout() -> "Console":
+    # rich loads on first use: `--json` output never pays for it.
+    from rich.console import Console
+
+    # Piped output is not cut to 80 columns: tables take the width their content needs.
+    return Console() if sys.stdout.isatty() else Console(width=10_000)
+
+
+@cache
+def stderr_console() -> "Console":
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)
 
 
 def print_json(data: Any) -> None:
@@ -36,6 +49,8 @@ def table(
     wrap: Sequence[str] = ("text", "last error", "filter"),
 ) -> None:
     """Print a table; numbers right-aligned; only the ``wrap`` columns may wrap."""
+    from rich.table import Table
+
     rows = list(rows)
     grid = Table(title=title, caption=caption, header_style="bold")
     for index, name in enumerate(columns):
@@ -45,7 +60,7 @@ def table(
         )
     for row in rows:
         grid.add_row(*("" if cell is None else str(cell) for cell in row))
-    stdout.print(grid)
+    _stdout().print(grid)
 
 
 def page_caption(total: int, limit: int, offset: int, shown: int) -> str:
@@ -60,4 +75,4 @@ def page_caption(total: int, limit: int, offset: int, shown: int) -> str:
 
 def info(message: str) -> None:
     """A message for the person at the terminal, on stderr."""
-    stderr.print(message, highlight=False)
+    stderr_console().print(message, highlight=False)

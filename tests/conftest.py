@@ -21,7 +21,7 @@ from notifyctl.db import make_engine, upgrade
 POSTGRES_ADMIN_URL = os.environ.get(
     "NOTIFY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-TABLES = ("attempt", "message", "mailing", "client", "throttle")
+TABLES = ("attempt", "message", "mailing", "client", "throttle", "api_token")
 
 
 @pytest.fixture(autouse=True)

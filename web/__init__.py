@@ -1,1 +1,1 @@
-"""web package."""
+"""The REST API (``/api/v1``, Swagger UI at ``/docs/``) over the service functions."""

@@ -7,7 +7,7 @@ inside its commands, so that ``notifyctl --help`` starts fast.
 import typer
 
 from notifyctl import __version__
-from notifyctl.cli import clients, database, mailings, servers, stats
+from notifyctl.cli import clients, database, mailings, servers, stats, tokens
 from notifyctl.cli.context import NotifyGroup, state
 
 app = typer.Typer(
@@ -26,6 +26,8 @@ app.add_typer(database.app, name="db")
 app.command("mock")(servers.mock)
 app.command("daemon")(servers.daemon)
 app.command("up")(servers.up)
+app.command("api")(servers.api)
+app.add_typer(tokens.app, name="token")
 
 
 def _version(value: bool) -> None:

@@ -13,12 +13,6 @@ OPERATOR_HELP = "3-digit operator code (default: the phone's digits 2-4)."
 TZ_HELP = "IANA timezone such as Europe/Moscow (default: NOTIFY_DEFAULT_TIMEZONE)."
 
 
-def _client_json(client) -> dict:
-    from notifyctl.models import ClientPublic
-
-    return ClientPublic.model_validate(client, from_attributes=True).model_dump(mode="json")
-
-
 @app.command("create")
 def create(
     ctx: typer.Context,
@@ -113,14 +107,9 @@ def list_(
             offset=offset,
         )
     if as_json:
-        render.print_json(
-            {
-                "total": page.total,
-                "limit": page.limit,
-                "offset": page.offset,
-                "items": [_client_json(c) for c in page.items],
-            }
-        )
+        from notifyctl.services.views import client_public, page_public
+
+        render.print_json(page_public(page, client_public).model_dump(mode="json"))
         return
     render.table(
         "Clients",
@@ -162,7 +151,7 @@ def import_(
             encoding="utf-8-sig",
             newline="",
             description="importing",
-            console=render.stderr,
+            console=render.stderr_console(),
             transient=True,
         ) as source,
     ):

@@ -55,10 +55,11 @@ def _stats_view(cli: CliState) -> Table:
     return table
 
 
-def run_stack(cli: CliState, *, demo: bool, mock_port: int) -> None:
-    """Run mock + daemon until Ctrl-C, showing the statistics."""
+def run_stack(cli: CliState, *, demo: bool, mock_port: int, api_port: int) -> None:
+    """Run mock + daemon + API until Ctrl-C, showing the statistics."""
     from notifyctl.db import redact
     from notifyctl.services.demo import seed_demo
+    from notifyctl.services.tokens import new_secret
     from notifyctl.timeutil import utcnow
 
     settings = cli.settings
@@ -66,6 +67,7 @@ def run_stack(cli: CliState, *, demo: bool, mock_port: int) -> None:
     env = dict(os.environ)
     env["NOTIFY_DATABASE_URL"] = settings.database_url
     env.setdefault("NOTIFY_SENDER_URL", f"http://127.0.0.1:{mock_port}/v1/send")
+    login = env.setdefault("NOTIFY_LOGIN_TOKEN", new_secret())
     if demo:
         env.setdefault("NOTIFY_RATE_LIMIT", "40")  # slow enough to watch it happen
         with cli.session() as session:
@@ -81,11 +83,16 @@ def run_stack(cli: CliState, *, demo: bool, mock_port: int) -> None:
             info(f"the mock did not start on port {mock_port}; is the port taken?")
             raise SystemExit(1)
         children.append(_spawn(["daemon"], env))
+        children.append(_spawn(["api", "--port", str(api_port)], env))
+        if not _wait_for_port(api_port):
+            info(f"the API did not start on port {api_port}; is the port taken?")
+            raise SystemExit(1)
         info(
             f"database: {redact(settings.database_url)}\n"
-            f"mock sending API: http://127.0.0.1:{mock_port}/docs/  "
-            f"(received log: http://127.0.0.1:{mock_port}/v1/_received, needs the demo token)\n"
-            "REST API and admin UI: not part of this build yet; use `notifyctl stats` meanwhile"
+            f"REST API: http://127.0.0.1:{api_port}/api/v1  "
+            f"Swagger UI: http://127.0.0.1:{api_port}/docs/\n"
+            f"login token (Authorize in Swagger UI, or Authorization: Bearer): {login}\n"
+            f"mock sending API: http://127.0.0.1:{mock_port}/docs/"
         )
         with Live(_stats_view(cli), refresh_per_second=2, transient=False) as live:
             while all(child.poll() is None for child in children):

@@ -17,12 +17,6 @@ TAG_HELP = "Send only to clients with this tag; repeat for several ('' clears th
 WINDOW_HELP = "Send only while the client's local time is in HH:MM-HH:MM (22:00-06:00 wraps)."
 
 
-def _mailing_json(mailing) -> dict:
-    from notifyctl.services.mailings import to_public
-
-    return to_public(mailing).model_dump(mode="json")
-
-
 def _cleaned(values: list[str] | None) -> list[str] | None:
     return None if values is None else [v for v in values if v.strip()]
 
@@ -163,14 +157,9 @@ def list_(
     with cli.session() as session:
         page = list_mailings(session=session, limit=limit, offset=offset)
     if as_json:
-        render.print_json(
-            {
-                "total": page.total,
-                "limit": page.limit,
-                "offset": page.offset,
-                "items": [_mailing_json(m) for m in page.items],
-            }
-        )
+        from notifyctl.services.views import mailing_public, page_public
+
+        render.print_json(page_public(page, mailing_public).model_dump(mode="json"))
         return
     tz = cli.settings.default_timezone
     render.table(

@@ -186,8 +186,9 @@ def up(
         False, "--demo", help="First add sample clients and two mailings that start in 5 s."
     ),
     mock_port: int = typer.Option(8001, "--mock-port", help="Port of the mock sending API."),
+    api_port: int = typer.Option(8000, "--api-port", help="Port of the REST API."),
 ) -> None:
-    """Start the mock sending API and the daemon together, and watch the statistics live.
+    """Start the mock sending API, the daemon and the REST API, and watch the statistics.
 
     Everything runs on the configured database (by default the local SQLite file). The
     daemon sends to the mock unless NOTIFY_SENDER_URL points elsewhere. Ctrl-C stops all.
@@ -196,4 +197,45 @@ def up(
     """
     from notifyctl.cli.launcher import run_stack
 
-    run_stack(state(ctx), demo=demo, mock_port=mock_port)
+    run_stack(state(ctx), demo=demo, mock_port=mock_port, api_port=api_port)
+
+
+def api(
+    ctx: typer.Context,
+    host: str = typer.Option(
+        "127.0.0.1",
+        "--host",
+        envvar="NOTIFY_API_HOST",
+        show_envvar=True,
+        help="Address to listen on.",
+    ),
+    port: int = typer.Option(
+        8000, "--port", envvar="NOTIFY_API_PORT", show_envvar=True, help="Port to listen on."
+    ),
+) -> None:
+    """Serve the REST API (/api/v1) with Swagger UI at /docs/.
+
+    Prints a login token on start (as Jupyter does): use it as a bearer token, or create
+    lasting ones with `notifyctl token create`. NOTIFY_LOGIN_TOKEN fixes it instead.
+
+    Example: notifyctl api --host 0.0.0.0 --port 8000
+    """
+    import os
+
+    import uvicorn
+
+    from notifyctl.logs import configure_logging
+    from notifyctl.render import info
+    from notifyctl.services.tokens import new_secret
+    from web.app import create_app
+
+    cli = state(ctx)
+    login = os.environ.get("NOTIFY_LOGIN_TOKEN") or new_secret()
+    app = create_app(settings=cli.settings, engine=cli.engine, login_token=login)
+    configure_logging(cli.settings)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    info(
+        f"REST API on http://{shown}:{port}/api/v1  Swagger UI: http://{shown}:{port}/docs/\n"
+        f"login token (bearer): {login}"
+    )
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

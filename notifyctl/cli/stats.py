@@ -7,21 +7,6 @@ from notifyctl.cli.context import state
 STATUS_ORDER = ("sent", "pending", "sending", "failed", "expired", "cancelled")
 
 
-def stats_json(stats) -> dict:
-    return {
-        "mailing_id": stats.mailing_id,
-        "state": stats.state.value,
-        "total": stats.total,
-        "by_status": stats.by_status,
-    }
-
-
-def message_json(message) -> dict:
-    from notifyctl.models import MessagePublic
-
-    return MessagePublic.model_validate(message, from_attributes=True).model_dump(mode="json")
-
-
 def stats(
     ctx: typer.Context,
     mailing_id: int | None = typer.Argument(None, metavar="[ID]", help="One mailing in detail."),
@@ -46,7 +31,9 @@ def stats(
         with cli.session() as session:
             rows = service.overall_stats(session=session)
         if as_json:
-            render.print_json([stats_json(row) for row in rows])
+            from notifyctl.services.views import stats_public
+
+            render.print_json([stats_public(row).model_dump(mode="json") for row in rows])
             return
         render.table(
             "Mailings by message status",
@@ -67,15 +54,9 @@ def stats(
             session=session, mailing_id=mailing_id, status=wanted, limit=limit, offset=offset
         )
     if as_json:
-        render.print_json(
-            stats_json(one)
-            | {
-                "messages": [message_json(m) for m in page.items],
-                "messages_total": page.total,
-                "limit": page.limit,
-                "offset": page.offset,
-            }
-        )
+        from notifyctl.services.views import stats_detail
+
+        render.print_json(stats_detail(one, page).model_dump(mode="json"))
         return
     tz = cli.settings.default_timezone
     render.table(

@@ -11,7 +11,7 @@ from notifyctl.timeutil import utcnow
 
 
 def get_client(*, session: Session, client_id: int) -> Client:
-    client = session.get(Client, client_id)
+    client = session.get(Client, client_id) if validation.storable_id(client_id) else None
     if client is None:
         raise NotFound(f"no client with id {client_id}", field="id")
     return client

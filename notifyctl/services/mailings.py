@@ -54,7 +54,7 @@ def to_public(mailing: Mailing, *, now: datetime | None = None) -> MailingPublic
 
 
 def get_mailing(*, session: Session, mailing_id: int) -> Mailing:
-    mailing = session.get(Mailing, mailing_id)
+    mailing = session.get(Mailing, mailing_id) if validation.storable_id(mailing_id) else None
     if mailing is None:
         raise NotFound(f"no mailing with id {mailing_id}", field="id")
     return mailing

@@ -88,7 +88,7 @@ def list_messages(
 
 def get_message(*, session: Session, message_id: int) -> tuple[Message, list[Attempt]]:
     """A message with every attempt made for it, oldest first."""
-    message = session.get(Message, message_id)
+    message = session.get(Message, message_id) if validation.storable_id(message_id) else None
     if message is None:
         raise NotFound(f"no message with id {message_id}", field="id")
     attempts = session.execute(

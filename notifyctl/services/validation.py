@@ -113,15 +113,21 @@ def parse_window(raw: str, *, field: str = "window") -> SendWindow:
 
 
 MAX_PAGE = 1000
+MAX_ID = 2**63 - 1  # the largest id (and offset) a database integer holds
 
 
 def page_bounds(limit: int, offset: int) -> tuple[int, int]:
-    """Check paging arguments: 1 <= limit <= 1000, offset >= 0."""
+    """Check paging arguments: 1 <= limit <= 1000, 0 <= offset < 2**63."""
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidInput(f"must be between 1 and {MAX_PAGE}", field="limit")
-    if offset < 0:
-        raise InvalidInput("must not be negative", field="offset")
+    if not 0 <= offset <= MAX_ID:
+        raise InvalidInput(f"must be between 0 and {MAX_ID}", field="offset")
     return limit, offset
+
+
+def storable_id(value: int) -> bool:
+    """Whether ``value`` can be an id at all (larger ones overflow the database)."""
+    return 0 < value <= MAX_ID
 
 
 def message_status(raw: str, *, field: str = "status") -> MessageStatus:

@@ -1,0 +1,65 @@
+"""The public shapes of stored things: what the REST API returns and ``--json`` prints."""
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from notifyctl.models import (
+    Attempt,
+    AttemptPublic,
+    Client,
+    ClientPublic,
+    MailingStatsDetail,
+    MailingStatsPublic,
+    Message,
+    MessageDetail,
+    MessagePublic,
+    Page,
+    PagePublic,
+)
+from notifyctl.services.mailings import to_public as mailing_public
+from notifyctl.services.stats import MailingStats
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+__all__ = ["mailing_public"]
+
+
+def client_public(client: Client) -> ClientPublic:
+    return ClientPublic.model_validate(client, from_attributes=True)
+
+
+def message_public(message: Message) -> MessagePublic:
+    return MessagePublic.model_validate(message, from_attributes=True)
+
+
+def stats_public(stats: MailingStats) -> MailingStatsPublic:
+    return MailingStatsPublic(
+        mailing_id=stats.mailing_id, state=stats.state, total=stats.total, by_status=stats.by_status
+    )
+
+
+def stats_detail(stats: MailingStats, messages: Page[Message]) -> MailingStatsDetail:
+    return MailingStatsDetail(
+        **stats_public(stats).model_dump(),
+        messages=[message_public(m) for m in messages.items],
+        messages_total=messages.total,
+        limit=messages.limit,
+        offset=messages.offset,
+    )
+
+
+def message_detail(message: Message, attempts: list[Attempt]) -> MessageDetail:
+    return MessageDetail(
+        **message_public(message).model_dump(),
+        attempt_history=[AttemptPublic.model_validate(a, from_attributes=True) for a in attempts],
+    )
+
+
+def page_public(page: Page[T], convert: Callable[[T], U]) -> PagePublic[U]:
+    return PagePublic(
+        total=page.total,
+        limit=page.limit,
+        offset=page.offset,
+        items=[convert(i) for i in page.items],
+    )

@@ -1,0 +1,75 @@
+"""The FastAPI application: REST API under ``/api/v1``, Swagger UI at ``/docs/``."""
+
+import uuid
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import RedirectResponse
+from loguru import logger
+from sqlalchemy.engine import Engine
+
+from notifyctl import __version__
+from notifyctl.config import Settings, get_settings
+from notifyctl.db import current_revision, ensure_schema, make_engine
+from web import errors
+from web.api import clients, mailings, stats
+from web.deps import require_caller
+from web.oidc import OidcVerifier
+
+DESCRIPTION = """
+Manage clients and mailings, and read what happened to every message.
+
+Every route needs `Authorization: Bearer <token>`: an API token from
+`notifyctl token create NAME`, or the login token that `notifyctl api` prints on start.
+Errors share one shape: `{"detail": "...", "code": "invalid_input" | "not_found" |
+"conflict" | ..., "field": "name of the field, when one is at fault"}`.
+"""
+
+
+def create_app(
+    *,
+    settings: Settings | None = None,
+    engine: Engine | None = None,
+    login_token: str | None = None,
+) -> FastAPI:
+    """Build the app. Tests pass their own settings and engine."""
+    settings = settings or get_settings()
+    if engine is None:
+        engine = make_engine(settings.database_url)
+        ensure_schema(engine)
+    app = FastAPI(
+        title="notifyctl",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url="/docs/",
+        redoc_url="/redoc/",
+        responses=errors.ERROR_RESPONSES,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.login_token = login_token
+    app.state.oidc = OidcVerifier.from_settings(settings)
+    errors.install(app)
+
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_caller)])
+    for module in (clients, mailings, stats):
+        api.include_router(module.router)
+    app.include_router(api)
+
+    @app.middleware("http")
+    async def request_id(request: Request, call_next):
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        with logger.contextualize(request_id=rid):
+            response = await call_next(request)
+        response.headers["X-Request-ID"] = rid
+        return response
+
+    @app.get("/docs", include_in_schema=False)
+    def docs_without_slash() -> RedirectResponse:
+        return RedirectResponse("/docs/")
+
+    @app.get("/healthz", summary="Liveness and database check", tags=["operations"])
+    def healthz() -> dict:
+        """`{"status": "ok", "schema": revision}`; 503 when the database is unreachable."""
+        return {"status": "ok", "schema": current_revision(engine)}
+
+    return app

@@ -1,0 +1,75 @@
+"""Dependencies shared by the routes: a database session and the caller's identity."""
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session
+
+from notifyctl.config import Settings
+from notifyctl.db import session_scope
+from notifyctl.services.tokens import verify_token
+from web.oidc import looks_like_jwt
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="An API token (`notifyctl token create`), the login token that "
+    "`notifyctl api` prints, or an ID token (JWT) from the configured OIDC provider.",
+)
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A session committed when the route returns, rolled back if it raises."""
+    with session_scope(request.app.state.engine) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the name of their API token, or "login" for the login token."""
+
+    name: str
+
+
+def require_caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Caller:
+    """Refuse anonymous callers (401) and unknown or revoked tokens."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise _unauthorised("a bearer token is required")
+    presented = credentials.credentials
+    login = request.app.state.login_token
+    if login and secrets.compare_digest(presented.encode(), login.encode()):
+        return Caller("login")
+    verifier = request.app.state.oidc
+    if verifier is not None and looks_like_jwt(presented):
+        claims = verifier.verify(presented)
+        if claims is not None:
+            return Caller(f"oidc:{claims.get('email') or claims['sub']}")
+        raise _unauthorised("invalid, expired or foreign JWT")
+    with session_scope(request.app.state.engine) as session:
+        token = verify_token(session=session, plain=presented)
+        if token is not None:
+            return Caller(token.name)
+    raise _unauthorised("unknown or revoked token")
+
+
+def _unauthorised(reason: str) -> HTTPException:
+    return HTTPException(401, reason, headers={"WWW-Authenticate": "Bearer"})
+
+
+CallerDep = Annotated[Caller, Depends(require_caller)]

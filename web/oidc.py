@@ -1,0 +1,96 @@
+"""Bearer JWTs from the configured OpenID Connect provider, checked against its keys."""
+
+import threading
+from typing import Any
+
+import httpx
+import jwt
+from loguru import logger
+
+from notifyctl.config import Settings
+
+DISCOVERY_TIMEOUT = 5.0  # seconds to read the provider's discovery document
+ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
+
+
+class OidcVerifier:
+    """Verifies ID tokens: signature (the provider's JWKS), issuer, audience, expiry.
+
+    The discovery document and keys are fetched on first use and cached; PyJWKClient
+    refetches the keys when a token names a key it has not seen (key rotation).
+    """
+
+    def __init__(self, *, issuer: str, audience: str, allowed: list[str]) -> None:
+        self.issuer = issuer.rstrip("/")
+        self.audience = audience
+        self.allowed = {entry.casefold() for entry in allowed}
+        self._keys: jwt.PyJWKClient | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "OidcVerifier | None":
+        if not (settings.oidc_issuer and settings.oidc_client_id):
+            return None
+        return cls(
+            issuer=settings.oidc_issuer,
+            audience=settings.oidc_client_id,
+            allowed=settings.oidc_allowed_users,
+        )
+
+    def _jwks(self) -> jwt.PyJWKClient:
+        with self._lock:
+            if self._keys is None:
+                url = f"{self.issuer}/.well-known/openid-configuration"
+                discovery = httpx.get(url, timeout=DISCOVERY_TIMEOUT).raise_for_status().json()
+                self._keys = jwt.PyJWKClient(discovery["jwks_uri"], cache_keys=True)
+            return self._keys
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        keys = self._jwks()
+        if jwt.get_unverified_header(token).get("kid"):
+            key = keys.get_signing_key_from_jwt(token).key
+            return _decode_with(token, key, audience=self.audience, issuer=self.issuer)
+        # No key id (some providers sign with their only key): try each published key.
+        error: jwt.PyJWTError = jwt.InvalidSignatureError("no key verifies the token")
+        for candidate in keys.get_signing_keys():
+            try:
+                return _decode_with(
+                    token, candidate.key, audience=self.audience, issuer=self.issuer
+                )
+            except jwt.InvalidSignatureError as exc:
+                error = exc
+        raise error
+
+    def verify(self, token: str) -> dict[str, Any] | None:
+        """The token's claims when it is valid and its user allowed, else None."""
+        try:
+            claims = self._decode(token)
+        except (jwt.PyJWTError, httpx.HTTPError, KeyError, ValueError) as exc:
+            logger.info("refused a bearer JWT: {reason}", reason=type(exc).__name__)
+            return None
+        if (
+            self.allowed
+            and not {
+                str(claims.get("sub", "")).casefold(),
+                str(claims.get("email", "")).casefold(),
+            }
+            & self.allowed
+        ):
+            logger.info("refused a bearer JWT: user not in NOTIFY_OIDC_ALLOWED_USERS")
+            return None
+        return claims
+
+
+def _decode_with(token: str, key: Any, *, audience: str, issuer: str) -> dict[str, Any]:
+    return jwt.decode(
+        token,
+        key,
+        algorithms=ALGORITHMS,
+        audience=audience,
+        issuer=issuer,
+        options={"require": ["exp", "iss", "aud", "sub"]},
+    )
+
+
+def looks_like_jwt(token: str) -> bool:
+    return token.count(".") == 2 and token.startswith("ey")
