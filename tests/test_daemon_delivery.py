@@ -240,3 +240,16 @@ def test_stop_drains_and_gives_back_unsent_claims(db_url, session, mock_api):
     assert "sending" not in counts
     assert counts["sent"] == len(mock_api.received())
     assert counts["sent"] + counts["pending"] == 100
+
+
+def test_the_apis_rate_limiting_is_retried_after_its_retry_after(db_url, session, mock_api):
+    add_clients(session, 30)
+    mock_api.faults(rate_limit=20)
+    mailing = add_mailing(session)
+
+    run_worker(settings_for(db_url, mock_api, concurrency=10))
+
+    assert statuses(db_url, mailing.id) == {"sent": 30}
+    throttled = [a for a in attempts_of(db_url) if a.http_status == 429]
+    assert throttled, "the mock never limited the rate"
+    assert len({item["msg_id"] for item in mock_api.received() if item["accepted"]}) == 30

@@ -159,3 +159,30 @@ def test_check_reports_a_usable_database(db_url, mock_api):
     broken = start_daemon("postgresql://nobody@127.0.0.1:1/none", mock_api, "--check")
     broken.communicate(timeout=30)
     assert broken.returncode == 5
+
+
+def test_the_rate_limit_holds_for_two_daemons_together(postgres_url, mock_api):
+    from datetime import datetime, timedelta
+
+    from sqlmodel import Session
+
+    from notifyctl.db import make_engine
+    from tests.conftest import TABLES
+
+    engine = make_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    with Session(engine, expire_on_commit=False) as session:
+        add_clients(session, 150)
+        mailing = add_mailing(session)
+    engine.dispose()
+
+    daemons = [start_daemon(postgres_url, mock_api, NOTIFY_RATE_LIMIT="50") for _ in range(2)]
+    wait_for(lambda: statuses(postgres_url, mailing.id).get("sent") == 150)
+    assert [stop(d) for d in daemons] == [0, 0]
+
+    times = sorted(datetime.fromisoformat(item["first_at"]) for item in mock_api.received())
+    assert times[-1] - times[0] >= timedelta(seconds=2.5)  # 150 at 50/s: about 3 s
+    for i, t in enumerate(times):
+        in_one_second = [u for u in times[i:] if u < t + timedelta(seconds=1)]
+        assert len(in_one_second) <= 50 + 10 + 1  # the rate, its 0.2 s burst, rounding

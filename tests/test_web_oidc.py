@@ -100,3 +100,29 @@ def test_only_allowed_users_get_in_when_a_list_is_set(make_api, provider):
     bob = sign_in(provider, "bob@example.com")
     assert api.get("/api/v1/stats", headers={"Authorization": f"Bearer {alice}"}).status_code == 401
     assert api.get("/api/v1/stats", headers={"Authorization": f"Bearer {bob}"}).status_code == 200
+
+
+def test_an_expired_id_token_is_refused(tmp_path, sqlite_template):
+    import shutil
+    import time
+    from datetime import timedelta
+
+    path = tmp_path / "expired.db"
+    shutil.copy(sqlite_template, path)
+    url = f"sqlite:///{path}"
+    with run_server_in_thread(access_token_max_age=timedelta(seconds=1)) as server:
+        issuer = f"http://localhost:{server.server_port}"
+        token = sign_in(issuer, "alice@example.com")
+        settings = Settings(database_url=url, oidc_issuer=issuer, oidc_client_id=CLIENT_ID)
+        engine = make_engine(url)
+        api = TestClient(create_app(settings=settings, engine=engine))
+        assert (
+            api.get("/api/v1/stats", headers={"Authorization": f"Bearer {token}"}).status_code
+            == 200
+        )
+        time.sleep(2.1)
+        assert (
+            api.get("/api/v1/stats", headers={"Authorization": f"Bearer {token}"}).status_code
+            == 401
+        )
+        engine.dispose()
