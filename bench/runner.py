@@ -7,6 +7,7 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
@@ -51,8 +52,9 @@ def free_port() -> int:
 
 
 class Mock:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, pid: int | None = None) -> None:
         self.port = port
+        self.pid = pid
         self.base = f"http://127.0.0.1:{port}"
         self.send_url = f"{self.base}/v1/send"
 
@@ -63,6 +65,13 @@ class Mock:
 
     def forget(self) -> None:
         httpx.delete(f"{self.base}/v1/_received", headers=AUTH).raise_for_status()
+
+    def peak_rss_mb(self) -> float:
+        """The mock process's peak resident memory (VmHWM), in MB."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
 
     def faults(self, **changes) -> None:
         httpx.put(f"{self.base}/v1/_faults", json=changes, headers=AUTH).raise_for_status()
@@ -88,7 +97,7 @@ def mock_process(*options: str):
                 raise RuntimeError("the mock did not start") from None
             time.sleep(0.1)
     try:
-        yield Mock(port)
+        yield Mock(port, child.pid)
     finally:
         child.terminate()
         child.wait(10)

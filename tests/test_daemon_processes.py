@@ -56,6 +56,23 @@ def sending_ids(db_url: str) -> set[int]:
     return ids
 
 
+def fresh_postgres_mailing(postgres_url: str, *, clients: int):
+    """Empty the run's PostgreSQL database, add clients and a due mailing to all of them."""
+    from sqlmodel import Session
+
+    from notifyctl.db import make_engine
+    from tests.conftest import TABLES
+
+    engine = make_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    with Session(engine, expire_on_commit=False) as session:
+        add_clients(session, clients)
+        mailing = add_mailing(session)
+    engine.dispose()
+    return mailing
+
+
 def wait_for(condition, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -120,18 +137,7 @@ def test_a_second_daemon_on_sqlite_refuses_to_start(tmp_path, mock_api):
 
 
 def test_three_daemons_on_postgresql_never_send_one_message_twice(postgres_url, mock_api):
-    from sqlmodel import Session
-
-    from notifyctl.db import make_engine
-    from tests.conftest import TABLES
-
-    engine = make_engine(postgres_url)
-    with engine.begin() as connection:
-        connection.exec_driver_sql(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
-    with Session(engine, expire_on_commit=False) as session:
-        add_clients(session, 3000)
-        mailing = add_mailing(session)
-    engine.dispose()
+    mailing = fresh_postgres_mailing(postgres_url, clients=3000)
     mock_api.faults(latency_ms=5, jitter_ms=10)
 
     daemons = [start_daemon(postgres_url, mock_api, NOTIFY_CONCURRENCY="20") for _ in range(3)]
@@ -164,18 +170,7 @@ def test_check_reports_a_usable_database(db_url, mock_api):
 def test_the_rate_limit_holds_for_two_daemons_together(postgres_url, mock_api):
     from datetime import datetime, timedelta
 
-    from sqlmodel import Session
-
-    from notifyctl.db import make_engine
-    from tests.conftest import TABLES
-
-    engine = make_engine(postgres_url)
-    with engine.begin() as connection:
-        connection.exec_driver_sql(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
-    with Session(engine, expire_on_commit=False) as session:
-        add_clients(session, 150)
-        mailing = add_mailing(session)
-    engine.dispose()
+    mailing = fresh_postgres_mailing(postgres_url, clients=150)
 
     daemons = [start_daemon(postgres_url, mock_api, NOTIFY_RATE_LIMIT="50") for _ in range(2)]
     wait_for(lambda: statuses(postgres_url, mailing.id).get("sent") == 150)

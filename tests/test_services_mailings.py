@@ -171,6 +171,24 @@ def test_retry_requeues_failed_messages_only(session):
     assert statuses(session, mailing.id) == ["pending", "pending"]
 
 
+def test_retry_works_after_completion_until_the_end(session):
+    add_clients(session, 1)
+    mailing = add_mailing(session)
+    audience.materialise(session=session, mailing=mailing)
+    session.execute(sa.update(Message).values(status="failed"))
+    mailing.completed_at = utcnow()
+    session.commit()
+    assert mailings.mailing_state(mailing) is MailingState.finished
+
+    assert mailings.retry_failed(session=session, mailing_id=mailing.id) == 1
+    assert mailings.mailing_state(mailing) is MailingState.running
+
+    mailing.end_at = utcnow() - timedelta(seconds=1)
+    session.commit()
+    with pytest.raises(Conflict):
+        mailings.retry_failed(session=session, mailing_id=mailing.id)
+
+
 def test_delete_removes_the_mailing_and_its_messages(session):
     add_clients(session, 2)
     mailing = add_mailing(session)

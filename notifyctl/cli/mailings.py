@@ -101,15 +101,15 @@ def update(
         )
 
 
-def _simple(action: str, doc: str):
+def _steering_command(action: str, service_name: str, doc: str) -> None:
+    """Register ``notifyctl mailing ACTION ID``, a call of one mailing service function."""
+
     def command(ctx: typer.Context, mailing_id: int = typer.Argument(..., metavar="ID")) -> None:
         from notifyctl.render import info
         from notifyctl.services import mailings
 
         with state(ctx).session() as session:
-            result = getattr(
-                mailings, f"{action}_mailing" if action != "retry" else "retry_failed"
-            )(session=session, mailing_id=mailing_id)
+            result = getattr(mailings, service_name)(session=session, mailing_id=mailing_id)
         if action == "retry":
             info(f"{result} failed message(s) of mailing {mailing_id} queued again")
 
@@ -117,24 +117,30 @@ def _simple(action: str, doc: str):
     app.command(action)(command)
 
 
-_simple(
+_steering_command(
     "pause",
+    "pause_mailing",
     "Pause a mailing: nothing is sent until it is resumed (its end still holds).\n\n"
     "Example: notifyctl mailing pause 3",
 )
-_simple("resume", "Resume a paused mailing.\n\nExample: notifyctl mailing resume 3")
-_simple(
+_steering_command(
+    "resume", "resume_mailing", "Resume a paused mailing.\n\nExample: notifyctl mailing resume 3"
+)
+_steering_command(
     "retry",
+    "retry_failed",
     "Queue the failed messages of a mailing that has not ended again.\n\n"
     "Example: notifyctl mailing retry 3",
 )
-_simple(
+_steering_command(
     "cancel",
+    "cancel_mailing",
     "Cancel a mailing for good: its pending messages become cancelled.\n\n"
     "Example: notifyctl mailing cancel 3",
 )
-_simple(
+_steering_command(
     "delete",
+    "delete_mailing",
     "Delete a mailing with its messages and statistics.\n\nExample: notifyctl mailing delete 3",
 )
 

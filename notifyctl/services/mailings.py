@@ -193,7 +193,10 @@ def resume_mailing(*, session: Session, mailing_id: int) -> Mailing:
 def retry_failed(*, session: Session, mailing_id: int) -> int:
     """Queue the failed messages of a mailing that has not ended again; returns how many."""
     mailing = get_mailing(session=session, mailing_id=mailing_id)
-    _refuse_if_over(mailing, "retried")
+    # A mailing whose every message is final counts as finished, yet may still be retried
+    # until its end: only cancellation and end_at rule a retry out.
+    if mailing.cancelled_at is not None or utcnow() >= mailing.end_at:
+        _refuse_if_over(mailing, "retried")
     mailing.completed_at = None
     mailing.updated_at = utcnow()
     session.add(mailing)
