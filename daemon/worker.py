@@ -35,6 +35,7 @@ from notifyctl.services.delivery import Claimed, MailingSnapshot, Outcome
 
 CLAIM_BATCH = 500  # messages per claim, at most
 IDLE_POLL = 0.1  # seconds between claims while nothing is due
+CLAIM_RETRY = 1.0  # seconds before claiming again after the database failed
 RECORD_INTERVAL = 0.05  # seconds between writes of outcomes
 SNAPSHOT_INTERVAL = 0.5  # seconds between refreshes of the mailings' state
 ACTIVATE_INTERVAL = 0.25  # seconds between looks for mailings whose start has come
@@ -195,7 +196,14 @@ class Worker:
             if room < min(CLAIM_BATCH, self.settings.concurrency) // 2:
                 await asyncio.sleep(0.005)
                 continue
-            if not await self._claim(min(room, CLAIM_BATCH)):
+            try:
+                claimed = await self._claim(min(room, CLAIM_BATCH))
+            except Exception:
+                # The database may be restarting: keep the daemon alive and try again.
+                self.log.exception("could not claim messages; trying again in {s}s", s=CLAIM_RETRY)
+                await asyncio.sleep(CLAIM_RETRY)
+                continue
+            if not claimed:
                 await self._idle()
 
     async def _claim(self, want: int) -> int:

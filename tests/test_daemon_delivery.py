@@ -253,3 +253,28 @@ def test_the_apis_rate_limiting_is_retried_after_its_retry_after(db_url, session
     throttled = [a for a in attempts_of(db_url) if a.http_status == 429]
     assert throttled, "the mock never limited the rate"
     assert len({item["msg_id"] for item in mock_api.received() if item["accepted"]}) == 30
+
+
+def test_a_database_failure_while_claiming_does_not_stop_the_daemon(
+    db_url, session, mock_api, monkeypatch
+):
+    from sqlalchemy.exc import OperationalError
+
+    from daemon import worker
+
+    add_clients(session, 10)
+    mailing = add_mailing(session)
+    real_claim = worker.delivery.claim
+    failures = iter([True, True])
+
+    def flaky_claim(**kwargs):
+        if next(failures, False):
+            raise OperationalError("SELECT", {}, Exception("database restarting"))
+        return real_claim(**kwargs)
+
+    monkeypatch.setattr(worker.delivery, "claim", flaky_claim)
+    monkeypatch.setattr(worker, "CLAIM_RETRY", 0.05)
+
+    run_worker(settings_for(db_url, mock_api))
+
+    assert statuses(db_url, mailing.id) == {"sent": 10}
