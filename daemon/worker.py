@@ -79,6 +79,15 @@ class _LazyLog:
         return getattr(bound, level)
 
 
+def take_over_orphans(engine: Engine) -> int:
+    """Give back every claim: only for a daemon that knows it is alone (SQLite's lock)."""
+    with session_scope(engine) as session:
+        taken = delivery.reap_leases(session=session, now=None)
+    if taken:
+        logger.warning("took over {n} messages claimed by a daemon that died", n=taken)
+    return taken
+
+
 def make_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -496,11 +505,7 @@ class Worker:
             self.log.bind(mailing_id=mailing_id).info("mailing complete: every message is final")
 
     def _take_over_orphans(self) -> None:
-        with session_scope(self.engine) as session:
-            taken = delivery.reap_leases(session=session, now=None)
-        if taken:
-            self.counters.leases_taken_over += taken
-            self.log.warning("took over {n} messages claimed by a daemon that died", n=taken)
+        self.counters.leases_taken_over += take_over_orphans(self.engine)
 
     def _job_reap(self) -> None:
         with session_scope(self.engine) as session:

@@ -57,8 +57,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     # --- the daemon -----------------------------------------------------------------
-    #: requests in flight at once, per daemon
+    #: requests in flight at once, per daemon process
     concurrency: int = Field(200, ge=1, le=10_000)
+    #: sender processes per `notifyctl daemon` (one per spare core)
+    workers: int = Field(1, ge=1, le=64)
     #: messages per second, all daemons together; 0 = no limit
     rate_limit: float = Field(0.0, ge=0)
     #: seconds one request may take (and never past the mailing's end)

@@ -181,3 +181,31 @@ def test_the_rate_limit_holds_for_two_daemons_together(postgres_url, mock_api):
     for i, t in enumerate(times):
         in_one_second = [u for u in times[i:] if u < t + timedelta(seconds=1)]
         assert len(in_one_second) <= 50 + 10 + 1  # the rate, its 0.2 s burst, rounding
+
+
+def test_two_sender_processes_share_the_work_without_a_duplicate(db_url, session, mock_api):
+    add_clients(session, 600)
+    mock_api.faults(latency_ms=5)
+    mailing = add_mailing(session)
+
+    daemon = start_daemon(db_url, mock_api, "--workers", "2", "--burst")
+    _, err = daemon.communicate(timeout=120)
+
+    assert daemon.returncode == 0, err
+    assert err.count("sent ") == 2  # each process reports its share
+    assert statuses(db_url, mailing.id) == {"sent": 600}
+    assert Counter(item["count"] for item in mock_api.received()) == {1: 600}
+
+
+def test_sigterm_to_a_multi_process_daemon_drains_every_process(db_url, session, mock_api):
+    add_clients(session, 400)
+    mock_api.faults(latency_ms=50)
+    mailing = add_mailing(session)
+    daemon = start_daemon(db_url, mock_api, "--workers", "2")
+    wait_for(lambda: len(mock_api.received()) >= 50)
+
+    assert stop(daemon) == 0
+
+    counts = statuses(db_url, mailing.id)
+    assert "sending" not in counts
+    assert counts["sent"] == len(mock_api.received())

@@ -134,6 +134,15 @@ def daemon(
     check: bool = typer.Option(
         False, "--check", help="Health probe: exit 0 if the database is usable, else 1."
     ),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        max=64,
+        help="Sender processes, each with NOTIFY_CONCURRENCY in flight: one per spare core "
+        "(default NOTIFY_WORKERS, 1).",
+    ),
+    child: bool = typer.Option(False, "--child", hidden=True),
 ) -> None:
     """Run the sender: activate mailings at their start, deliver, retry, expire at the end.
 
@@ -157,14 +166,31 @@ def daemon(
         print("ok")
         return
     configure_logging(cli.settings)
+    from contextlib import nullcontext
+
     from daemon.lock import single_sender
     from daemon.signals import stop_on_signals
     from daemon.worker import Worker
     from notifyctl.db import is_sqlite
 
+    processes = workers or cli.settings.workers
+    if processes > 1 and not child:
+        from daemon.processes import child_environment, run_children
+        from daemon.worker import take_over_orphans
+
+        with single_sender(engine):
+            if is_sqlite(engine):
+                take_over_orphans(engine)
+            args = ["daemon", "--child", *(["--burst"] if burst else [])]
+            code = run_children(processes, args, child_environment(cli.settings.database_url))
+        raise typer.Exit(code)
+
     async def main() -> None:
         worker = Worker(
-            engine=engine, settings=cli.settings, burst=burst, exclusive=is_sqlite(engine)
+            engine=engine,
+            settings=cli.settings,
+            burst=burst,
+            exclusive=is_sqlite(engine) and not child,
         )
         with stop_on_signals(worker.stop):
             counters = await worker.run()
@@ -176,7 +202,8 @@ def daemon(
                 f"expired {counters.expired}, requests {counters.requests}"
             )
 
-    with single_sender(engine):
+    # A child runs under its parent's lock; SQLite serialises the children's writes.
+    with nullcontext() if child else single_sender(engine):
         asyncio.run(main())
 
 

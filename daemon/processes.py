@@ -1,0 +1,52 @@
+"""Several sender processes under one daemon: one event loop per core.
+
+A daemon's sending is CPU-bound in Python; with a core to spare, a second process sends
+as much again. The parent holds SQLite's single-sender lock, hands orphaned leases back
+once, then runs the children and forwards SIGTERM/SIGINT to them (once: each then drains).
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+
+def run_children(count: int, args: list[str], env: dict[str, str]) -> int:
+    """Run ``count`` copies of ``python -m notifyctl ARGS``; return the worst exit code."""
+    children = [
+        # Own sessions: a Ctrl-C at the terminal reaches the parent only, which forwards it.
+        subprocess.Popen(
+            [sys.executable, "-m", "notifyctl", *args], env=env, start_new_session=True
+        )
+        for _ in range(count)
+    ]
+    forwarded = False
+
+    def forward(_signum, _frame) -> None:
+        nonlocal forwarded
+        if forwarded:  # a second signal: stop at once
+            for child in children:
+                if child.poll() is None:
+                    child.kill()
+            return
+        forwarded = True
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while any(child.poll() is None for child in children):
+            if not forwarded and any(child.poll() not in (None, 0) for child in children):
+                forward(signal.SIGTERM, None)  # one died: stop the rest, report the failure
+            time.sleep(0.2)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return max(abs(child.returncode) for child in children)
+
+
+def child_environment(database_url: str) -> dict[str, str]:
+    # The URL goes by environment, not argv: a password would show in `ps`.
+    return dict(os.environ) | {"NOTIFY_DATABASE_URL": database_url}
