@@ -10,7 +10,7 @@ from fastapi import FastAPI, Header, HTTPException, Query, Request, Response
 
 from mock.auth import DEMO_SECRET, TokenChecker
 from mock.faults import FaultPlan, Faults, Outcome
-from mock.received import ReceivedLog
+from mock.received import INT64, ReceivedLog
 
 OK_BODY = b'{"code":0,"message":"OK"}'
 GARBAGE_BODIES = (
@@ -145,6 +145,8 @@ def _parse_body(raw: bytes, msg_id: int) -> tuple[int, str]:
     if not isinstance(body, dict):
         raise HTTPException(400, "body must be a JSON object")
     identifier, phone, text = body.get("id"), body.get("phone"), body.get("text")
+    if not INT64[0] <= msg_id <= INT64[1]:
+        raise HTTPException(400, "msgId must fit in 64 bits")
     if type(identifier) is not int or identifier != msg_id:
         raise HTTPException(400, f"body id {identifier!r} differs from the path's {msg_id}")
     if type(phone) is not int or not 70_000_000_000 <= phone <= 79_999_999_999:

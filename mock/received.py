@@ -1,18 +1,63 @@
 """What the mock received, per message id: cheap enough for millions of entries.
 
-Entries live in parallel typed arrays indexed by arrival order (about 40 bytes each plus
-the id index), and texts are stored once per distinct text.
+Entries live in parallel typed arrays indexed by arrival order (44 bytes each), found by
+id through an open-addressing table in two more typed arrays (at most 32 bytes an
+entry), and texts are stored once per distinct text. A dict of ints would take over
+100 bytes an entry.
 """
 
 from array import array
 from datetime import UTC, datetime
+
+INT64 = (-(2**63), 2**63 - 1)  # the ids the log can hold
+
+
+class IdIndex:
+    """msg_id -> slot, linear probing over typed arrays, kept at most half full."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._allocate(capacity)
+        self.size = 0
+
+    def _allocate(self, capacity: int) -> None:
+        self._mask = capacity - 1
+        self._keys = array("q", bytes(8 * capacity))
+        self._slots = array("q", [-1]) * capacity
+
+    def get(self, key: int) -> int | None:
+        mask, keys, slots = self._mask, self._keys, self._slots
+        i = hash(key) & mask
+        while slots[i] != -1:
+            if keys[i] == key:
+                return slots[i]
+            i = (i + 1) & mask
+        return None
+
+    def put(self, key: int, slot: int) -> None:
+        """Add ``key`` (not present yet) at ``slot``."""
+        if 2 * (self.size + 1) > self._mask + 1:
+            self._grow()
+        mask, keys, slots = self._mask, self._keys, self._slots
+        i = hash(key) & mask
+        while slots[i] != -1:
+            i = (i + 1) & mask
+        keys[i], slots[i] = key, slot
+        self.size += 1
+
+    def _grow(self) -> None:
+        old_keys, old_slots = self._keys, self._slots
+        self._allocate(2 * (self._mask + 1))
+        self.size = 0
+        for key, slot in zip(old_keys, old_slots, strict=True):
+            if slot != -1:
+                self.put(key, slot)
 
 
 class ReceivedLog:
     """For each msgId: phone, text, first and last arrival, and how many times it came."""
 
     def __init__(self) -> None:
-        self._index: dict[int, int] = {}
+        self._index = IdIndex()
         self._ids = array("q")
         self._phones = array("q")
         self._texts = array("I")
@@ -36,7 +81,7 @@ class ReceivedLog:
             if text_id is None:
                 text_id = self._text_ids[text] = len(self._text_list)
                 self._text_list.append(text)
-            self._index[msg_id] = len(self._ids)
+            self._index.put(msg_id, len(self._ids))
             self._ids.append(msg_id)
             self._phones.append(phone)
             self._texts.append(text_id)

@@ -242,3 +242,24 @@ def test_cli_prints_the_demo_token_and_refuses_bad_faults():
         "--print-token",
     ):
         assert option in helped.stdout
+
+
+def test_the_id_index_finds_every_id_it_was_given():
+    import random
+
+    from mock.received import IdIndex
+
+    index = IdIndex(capacity=4)
+    dice = random.Random(5)
+    keys = [*dice.sample(range(1, 2**40), 10_000), *dice.sample(range(-(2**40), -1), 10_000)]
+    keys += [0, -1, 2**63 - 1]
+    for slot, key in enumerate(keys):
+        index.put(key, slot)
+    assert all(index.get(key) == slot for slot, key in enumerate(keys))
+    assert index.get(12345678901234) is None
+
+
+def test_an_id_beyond_64_bits_is_a_400(client):
+    huge = 2**64
+    response = client.post(f"/v1/send/{huge}", json=body(huge), headers=AUTH)
+    assert response.status_code == 400
