@@ -11,11 +11,13 @@ Exceptions a request can end in:
 """
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+import aiohttp
 import httpx
 from loguru import logger
 from tenacity import (
@@ -169,6 +171,7 @@ class Sender:
         began = time.perf_counter()
         status: int | None = None
         body = b""
+        response = None
         try:
             # asyncio.timeout bounds the whole exchange; httpx's timeouts are per phase.
             async with asyncio.timeout(timeout):
@@ -183,10 +186,16 @@ class Sender:
             exc = Transient(f"timed out after {timeout:.3f}s")
             exc.attempt = self._record(started_at, began, status, body, exc.reason)
             raise exc from None
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, aiohttp.ClientError, OSError) as exc:
+            # (aiohttp errors the transport does not map to httpx ones are transient too)
             error = Transient(f"{type(exc).__name__}: {exc}"[:EXCERPT])
             error.attempt = self._record(started_at, began, status, body, error.reason)
             raise error from None
+        finally:
+            if response is not None and not response.is_closed:
+                # Cut short (timeout): hand the connection back instead of leaking it.
+                with contextlib.suppress(Exception):
+                    await response.aclose()
         return self._record(started_at, began, status, body, None)
 
     @staticmethod

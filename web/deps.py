@@ -27,7 +27,9 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the commit happens before the response goes out, so a caller never
+# gets a 201 for a row that a failed commit then loses.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_settings(request: Request) -> Settings:
