@@ -76,6 +76,14 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def upsert_insert(session: Session, table):
+    """``INSERT`` of the session's dialect, the one that offers ``on_conflict_do_nothing``."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+    return dialect.insert(table)
+
+
 def current_revision(engine: Engine) -> str | None:
     """Return the schema revision stored in the database, or None for an empty one."""
     try:

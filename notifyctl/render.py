@@ -12,6 +12,10 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
+#: Column order of message statuses in every statistics table.
+STATUS_ORDER = ("sent", "pending", "sending", "failed", "expired", "cancelled")
+
+
 @cache
 def _stdout() -> "Console":
     # rich loads on first use: `--json` output never pays for it.

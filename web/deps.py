@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
@@ -29,6 +29,10 @@ def get_session(request: Request) -> Iterator[Session]:
 
 # scope="function": the commit happens before the response goes out, so a caller never
 # gets a 201 for a row that a failed commit then loses.
+#: Paging parameters shared by every list route.
+Limit = Annotated[int, Query(ge=1, le=1000, description="items per page")]
+Offset = Annotated[int, Query(ge=0, le=2**63 - 1, description="items to skip")]
+
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 

@@ -11,11 +11,10 @@ from rich.live import Live
 from rich.table import Table
 
 from notifyctl.cli.context import CliState
-from notifyctl.render import info
+from notifyctl.render import STATUS_ORDER, info
 
 REFRESH = 1.0  # seconds between statistics refreshes
 STOP_GRACE = 10.0  # seconds children get to drain before they are killed
-STATUS_ORDER = ("sent", "pending", "sending", "failed", "expired", "cancelled")
 
 
 def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:

@@ -3,8 +3,7 @@
 import typer
 
 from notifyctl.cli.context import state
-
-STATUS_ORDER = ("sent", "pending", "sending", "failed", "expired", "cancelled")
+from notifyctl.render import STATUS_ORDER
 
 
 def stats(

@@ -3,9 +3,9 @@
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from notifyctl.db import upsert_insert
 from notifyctl.models import Client, Mailing, Message, MessageStatus
 from notifyctl.timeutil import utcnow
 
@@ -44,9 +44,8 @@ def materialise(*, session: Session, mailing: Mailing, now: datetime | None = No
         sa.literal(0),
         sa.literal(first_try, Message.__table__.c.next_attempt_at.type),
     ).where(*conditions)
-    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
     statement = (
-        dialect.insert(Message.__table__)
+        upsert_insert(session, Message.__table__)
         .from_select(
             ["mailing_id", "client_id", "created_at", "status", "attempts", "next_attempt_at"],
             audience,

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from notifyctl.db import upsert_insert
 from notifyctl.models import Attempt, Client, Mailing, Message, MessageStatus, Throttle
 from notifyctl.services import audience
 
@@ -389,9 +389,8 @@ def take_permits(*, session: Session, want: int, rate: float, now: datetime) -> 
         query = query.with_for_update()
     bucket = session.execute(query).scalar_one_or_none()
     if bucket is None:  # first use: several daemons may get here at once
-        dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
         session.execute(
-            dialect.insert(Throttle.__table__)
+            upsert_insert(session, Throttle.__table__)
             .values(id=1, tokens=capacity, updated_at=now)
             .on_conflict_do_nothing(index_elements=["id"])
         )

@@ -2,9 +2,9 @@
 
 from datetime import datetime, timedelta
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from notifyctl.db import upsert_insert
 from notifyctl.models import Client, Mailing, MailingCreate, MailingFilter, SendWindow
 from notifyctl.services.mailings import create_mailing
 
@@ -38,8 +38,9 @@ def seed_demo(*, session: Session, now: datetime, clients: int = 300) -> list[Ma
         }
         for n in range(clients)
     ]
-    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
-    session.execute(dialect.insert(Client).on_conflict_do_nothing(index_elements=["phone"]), rows)
+    session.execute(
+        upsert_insert(session, Client).on_conflict_do_nothing(index_elements=["phone"]), rows
+    )
     start = now + timedelta(seconds=5)
     everyone = create_mailing(
         session=session,

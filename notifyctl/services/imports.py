@@ -5,9 +5,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from notifyctl.db import upsert_insert
 from notifyctl.errors import InvalidInput
 from notifyctl.models import Client
 from notifyctl.services import validation
@@ -147,9 +147,8 @@ def _insert(
     report: ImportReport,
     on_batch: Callable[[int], None] | None,
 ) -> None:
-    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
     statement = (
-        dialect.insert(Client)
+        upsert_insert(session, Client)
         .on_conflict_do_nothing(index_elements=["phone"])
         .returning(Client.phone)
     )

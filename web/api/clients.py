@@ -7,14 +7,12 @@ from fastapi import APIRouter, Query, Response
 from notifyctl.models import ClientCreate, ClientPublic, ClientUpdate, PagePublic
 from notifyctl.services import clients
 from notifyctl.services.views import client_public, page_public
-from web.deps import SessionDep, SettingsDep
+from web.deps import Limit, Offset, SessionDep, SettingsDep
 from web.errors import ErrorBody
 
 router = APIRouter(prefix="/clients", tags=["clients"])
 NOT_FOUND = {404: {"model": ErrorBody, "description": "No client with this id"}}
 CONFLICT = {409: {"model": ErrorBody, "description": "The phone belongs to another client"}}
-Limit = Annotated[int, Query(ge=1, le=1000, description="items per page")]
-Offset = Annotated[int, Query(ge=0, le=2**63 - 1, description="items to skip")]
 
 
 @router.post("", status_code=201, summary="Add a client", responses=CONFLICT)

@@ -15,14 +15,12 @@ from notifyctl.models import (
 from notifyctl.services import mailings, stats
 from notifyctl.services.validation import message_status
 from notifyctl.services.views import mailing_public, message_detail, message_public, page_public
-from web.deps import SessionDep
+from web.deps import Limit, Offset, SessionDep
 from web.errors import ErrorBody
 
 router = APIRouter(tags=["mailings"])
 NOT_FOUND = {404: {"model": ErrorBody, "description": "No mailing with this id"}}
 CONFLICT = {409: {"model": ErrorBody, "description": "Not allowed in the mailing's state"}}
-Limit = Annotated[int, Query(ge=1, le=1000, description="items per page")]
-Offset = Annotated[int, Query(ge=0, le=2**63 - 1, description="items to skip")]
 
 
 @router.post("/mailings", status_code=201, summary="Create a mailing")

@@ -8,7 +8,7 @@ from notifyctl.models import MailingStatsDetail, MailingStatsPublic
 from notifyctl.services import stats
 from notifyctl.services.validation import message_status
 from notifyctl.services.views import stats_detail, stats_public
-from web.deps import SessionDep
+from web.deps import Limit, Offset, SessionDep
 from web.errors import ErrorBody
 
 router = APIRouter(tags=["statistics"])
@@ -29,8 +29,8 @@ def one(
     mailing_id: int,
     session: SessionDep,
     status: Annotated[str | None, Query(description="only messages of this status")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> MailingStatsDetail:
     """Counts by status, and one page of the messages (`messages_total` in all)."""
     wanted = message_status(status) if status else None
