@@ -84,6 +84,15 @@ class Settings(BaseSettings):
     oidc_client_secret: SecretStr | None = None
     #: who may sign in: subjects or e-mail addresses; empty = anyone the provider vouches for
     oidc_allowed_users: list[str] = []
+    #: who may sign in by group: values of the ID token's "groups" claim; empty = no group rule
+    oidc_allowed_groups: list[str] = []
+
+    # --- the admin UI ----------------------------------------------------------------
+    #: signs the admin UI's session cookies; unset = a random key per process, so sign-ins
+    #: end when the API restarts (set it when several API replicas serve one UI)
+    session_secret: SecretStr | None = None
+    #: send the session cookie over HTTPS only (set when the UI is served over TLS)
+    cookie_secure: bool = False
 
     @field_validator("default_timezone")
     @classmethod

@@ -80,3 +80,10 @@ def page_caption(total: int, limit: int, offset: int, shown: int) -> str:
 def info(message: str) -> None:
     """A message for the person at the terminal, on stderr."""
     stderr_console().print(message, highlight=False)
+
+
+def admin_link(settings, base: str, login_token: str) -> str:
+    """The line naming the admin UI: its login link, or its page when a provider signs in."""
+    if settings.oidc_issuer and settings.oidc_client_id:
+        return f"admin UI: {base}/admin/ (sign in with {settings.oidc_issuer})"
+    return f"admin UI (login link): {base}/admin/login?token={login_token}"

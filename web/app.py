@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 from notifyctl import __version__
 from notifyctl.config import Settings, get_settings
 from notifyctl.db import current_revision, ensure_schema, make_engine
-from web import errors
+from web import errors, ui
 from web.api import clients, mailings, stats
 from web.deps import require_caller
 from web.oidc import OidcVerifier
@@ -55,6 +55,8 @@ def create_app(
         api.include_router(module.router)
     app.include_router(api)
 
+    ui.install(app, settings)
+
     @app.middleware("http")
     async def request_id(request: Request, call_next):
         rid = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
@@ -62,6 +64,10 @@ def create_app(
             response = await call_next(request)
         response.headers["X-Request-ID"] = rid
         return response
+
+    @app.get("/admin", include_in_schema=False)
+    def admin_without_slash() -> RedirectResponse:
+        return RedirectResponse("/admin/")
 
     @app.get("/docs", include_in_schema=False)
     def docs_without_slash() -> RedirectResponse:

@@ -20,10 +20,13 @@ class OidcVerifier:
     refetches the keys when a token names a key it has not seen (key rotation).
     """
 
-    def __init__(self, *, issuer: str, audience: str, allowed: list[str]) -> None:
+    def __init__(
+        self, *, issuer: str, audience: str, allowed: list[str], groups: list[str] = ()
+    ) -> None:
         self.issuer = issuer.rstrip("/")
         self.audience = audience
         self.allowed = {entry.casefold() for entry in allowed}
+        self.groups = {entry.casefold() for entry in groups}
         self._keys: jwt.PyJWKClient | None = None
         self._lock = threading.Lock()
 
@@ -35,6 +38,7 @@ class OidcVerifier:
             issuer=settings.oidc_issuer,
             audience=settings.oidc_client_id,
             allowed=settings.oidc_allowed_users,
+            groups=settings.oidc_allowed_groups,
         )
 
     def _jwks(self) -> jwt.PyJWKClient:
@@ -68,17 +72,20 @@ class OidcVerifier:
         except (jwt.PyJWTError, httpx.HTTPError, KeyError, ValueError) as exc:
             logger.info("refused a bearer JWT: {reason}", reason=type(exc).__name__)
             return None
-        if (
-            self.allowed
-            and not {
-                str(claims.get("sub", "")).casefold(),
-                str(claims.get("email", "")).casefold(),
-            }
-            & self.allowed
-        ):
-            logger.info("refused a bearer JWT: user not in NOTIFY_OIDC_ALLOWED_USERS")
+        if not self.allows(claims):
+            logger.info("refused a bearer JWT: user not in the allowed users or groups")
             return None
         return claims
+
+    def allows(self, claims: dict[str, Any]) -> bool:
+        """Whether the user may in: anyone when no user or group is listed, else a match."""
+        if not (self.allowed or self.groups):
+            return True
+        who = {str(claims.get(key, "")).casefold() for key in ("sub", "email")}
+        groups = claims.get("groups") or []
+        if isinstance(groups, str):
+            groups = [groups]
+        return bool(who & self.allowed or {str(g).casefold() for g in groups} & self.groups)
 
 
 def _decode_with(token: str, key: Any, *, audience: str, issuer: str) -> dict[str, Any]:

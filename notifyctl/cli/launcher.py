@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.table import Table
 
 from notifyctl.cli.context import CliState
-from notifyctl.render import STATUS_ORDER, info
+from notifyctl.render import STATUS_ORDER, admin_link, info
 
 REFRESH = 1.0  # seconds between statistics refreshes
 STOP_GRACE = 10.0  # seconds children get to drain before they are killed
@@ -90,6 +90,7 @@ def run_stack(cli: CliState, *, demo: bool, mock_port: int, api_port: int) -> No
             f"database: {redact(settings.database_url)}\n"
             f"REST API: http://127.0.0.1:{api_port}/api/v1  "
             f"Swagger UI: http://127.0.0.1:{api_port}/docs/\n"
+            f"{admin_link(settings, f'http://127.0.0.1:{api_port}', login)}\n"
             f"login token (Authorize in Swagger UI, or Authorization: Bearer): {login}\n"
             f"mock sending API: http://127.0.0.1:{mock_port}/docs/"
         )

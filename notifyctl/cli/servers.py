@@ -240,9 +240,10 @@ def api(
         8000, "--port", envvar="NOTIFY_API_PORT", show_envvar=True, help="Port to listen on."
     ),
 ) -> None:
-    """Serve the REST API (/api/v1) with Swagger UI at /docs/.
+    """Serve the REST API (/api/v1) with Swagger UI at /docs/ and the admin UI at /admin/.
 
-    Prints a login token on start (as Jupyter does): use it as a bearer token, or create
+    Prints a login token on start (as Jupyter does): the admin UI's login link carries it
+    when no OpenID Connect provider is configured, and it works as a bearer token; create
     lasting ones with `notifyctl token create`. NOTIFY_LOGIN_TOKEN fixes it instead.
 
     Example: notifyctl api --host 0.0.0.0 --port 8000
@@ -252,7 +253,7 @@ def api(
     import uvicorn
 
     from notifyctl.logs import configure_logging
-    from notifyctl.render import info
+    from notifyctl.render import admin_link, info
     from notifyctl.services.tokens import new_secret
     from web.app import create_app
 
@@ -263,6 +264,7 @@ def api(
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     info(
         f"REST API on http://{shown}:{port}/api/v1  Swagger UI: http://{shown}:{port}/docs/\n"
+        f"{admin_link(cli.settings, f'http://{shown}:{port}', login)}\n"
         f"login token (bearer): {login}"
     )
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

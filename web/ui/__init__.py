@@ -1,0 +1,46 @@
+"""The admin UI at ``/admin/``: server-rendered pages (Jinja2, HTMX) over the service functions.
+
+``install`` adds it to the FastAPI app: signed-cookie sessions, the static assets vendored
+from npm (no CDN), the sign-in routes and the pages. Every page needs a signed-in user and
+every form a CSRF token (``web.ui.auth``).
+"""
+
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
+from loguru import logger
+from starlette.middleware.sessions import SessionMiddleware
+
+from notifyctl.config import Settings
+from notifyctl.services.tokens import new_secret
+from web.ui import auth, clients, dashboard, mailings
+from web.ui.templating import make_templates
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+SESSION_HOURS = 8  # a sign-in lasts a working day
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """Mount the admin UI on ``app``."""
+    secret = settings.session_secret.get_secret_value() if settings.session_secret else None
+    if secret is None:
+        logger.info("NOTIFY_SESSION_SECRET is unset: admin sign-ins end when the API restarts")
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=secret or new_secret(),
+        session_cookie="notifyctl_session",
+        max_age=SESSION_HOURS * 3600,
+        same_site="lax",
+        https_only=settings.cookie_secure,
+    )
+    app.state.templates = make_templates(settings)
+    app.state.oauth = auth.make_oauth(settings)
+    app.mount("/admin/static", StaticFiles(directory=STATIC), name="static")
+
+    pages = APIRouter(dependencies=[Depends(auth.current_user), Depends(auth.check_csrf)])
+    for module in (dashboard, mailings, clients):
+        pages.include_router(module.router)
+    app.include_router(auth.router, prefix="/admin", include_in_schema=False)
+    app.include_router(pages, prefix="/admin", include_in_schema=False)
+    auth.install_handlers(app)

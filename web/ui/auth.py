@@ -1,0 +1,178 @@
+"""Sign-in to the admin UI, and the checks every page and form makes.
+
+Two ways in: an OpenID Connect provider (authorization code with PKCE, through Authlib)
+when ``NOTIFY_OIDC_ISSUER`` is set, otherwise the login link that ``notifyctl api`` /
+``notifyctl up`` print. Either way the user lands in a signed session cookie that also
+holds the CSRF token every form (field ``csrf_token``) and HTMX request (header
+``X-CSRF-Token``) must send back.
+"""
+
+import secrets
+from typing import Annotated
+from urllib.parse import quote
+
+from authlib.integrations.starlette_client import OAuth, OAuthError
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from loguru import logger
+
+from notifyctl.config import Settings
+from web.ui.templating import is_htmx, render
+
+router = APIRouter()
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SCOPES = "openid email profile"
+
+
+class LoginRequired(Exception):
+    """An anonymous request for a page: answered with a redirect to the sign-in page."""
+
+
+class CsrfRefused(Exception):
+    """A form or HTMX request without the session's CSRF token: answered with 403."""
+
+
+def make_oauth(settings: Settings) -> OAuth | None:
+    """The provider's client, or None when no provider is configured."""
+    if not (settings.oidc_issuer and settings.oidc_client_id):
+        return None
+    oauth = OAuth()
+    oauth.register(
+        "provider",
+        server_metadata_url=f"{settings.oidc_issuer.rstrip('/')}/.well-known/openid-configuration",
+        client_id=settings.oidc_client_id,
+        client_secret=(
+            settings.oidc_client_secret.get_secret_value() if settings.oidc_client_secret else None
+        ),
+        client_kwargs={"scope": SCOPES, "code_challenge_method": "S256"},
+    )
+    return oauth
+
+
+def current_user(request: Request) -> str:
+    """The signed-in user's name; anonymous requests are sent to the sign-in page."""
+    user = request.session.get("user")
+    if not user:
+        raise LoginRequired
+    return user
+
+
+UserDep = Annotated[str, Depends(current_user)]
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token, made on first use."""
+    token = request.session.get("csrf")
+    if not token:
+        token = request.session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+async def check_csrf(request: Request) -> None:
+    """Refuse a state-changing request whose CSRF token is not the session's."""
+    if request.method in SAFE_METHODS:
+        return
+    sent = request.headers.get("x-csrf-token")
+    if sent is None:
+        sent = (await request.form()).get("csrf_token")
+    expected = request.session.get("csrf")
+    if not (expected and isinstance(sent, str) and secrets.compare_digest(sent, expected)):
+        logger.warning("refused a form without a valid CSRF token: {path}", path=request.url.path)
+        raise CsrfRefused
+
+
+def _start_session(request: Request, user: str) -> None:
+    request.session.clear()  # a new session on sign-in: no fixation
+    request.session["user"] = user
+    csrf_token(request)
+    logger.info("admin sign-in: {user}", user=user)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path inside the admin UI may be returned to (no open redirect)."""
+    if target and target.startswith("/admin") and not target.startswith("//"):
+        return target
+    return "/admin/"
+
+
+@router.get("/login", name="ui_login")
+def login(request: Request, token: str | None = None, next: str | None = None) -> Response:
+    """The sign-in page; ``?token=`` is the login link printed when no provider is set."""
+    oauth = request.app.state.oauth
+    login_token = request.app.state.login_token
+    error = None
+    if token is not None:
+        if oauth is None and login_token and secrets.compare_digest(token, login_token):
+            _start_session(request, "admin (login link)")
+            return RedirectResponse(_safe_next(next), 303)
+        error = "That login link is not valid. The server prints a new one each time it starts."
+    context = {"provider": oauth is not None, "next": _safe_next(next), "error": error}
+    return render(request, "admin/login.html", context, status=401 if error else 200)
+
+
+@router.get("/login/oidc", name="ui_login_oidc")
+async def login_oidc(request: Request, next: str | None = None) -> Response:
+    """Send the browser to the provider (authorization code flow with PKCE)."""
+    oauth = request.app.state.oauth
+    if oauth is None:
+        return RedirectResponse("/admin/login", 303)
+    request.session["next"] = _safe_next(next)
+    try:
+        return await oauth.provider.authorize_redirect(request, request.url_for("ui_callback"))
+    except Exception as exc:  # the provider is down or its discovery document is bad
+        logger.warning("cannot reach the sign-in provider: {error!r}", error=exc)
+        context = {
+            "provider": True,
+            "next": "/admin/",
+            "error": "The sign-in provider is unreachable.",
+        }
+        return render(request, "admin/login.html", context, status=503)
+
+
+@router.get("/auth/callback", name="ui_callback")
+async def callback(request: Request) -> Response:
+    """Where the provider sends the browser back with a code (or an error)."""
+    oauth = request.app.state.oauth
+    if oauth is None:
+        return RedirectResponse("/admin/login", 303)
+    try:
+        token = await oauth.provider.authorize_access_token(request)
+    except OAuthError as exc:
+        logger.info("sign-in refused by the provider: {error}", error=exc.error)
+        return _refused(request, "The sign-in did not complete. Try again.")
+    claims = dict(token.get("userinfo") or {})
+    if not request.app.state.oidc.allows(claims):
+        logger.info("sign-in refused: {sub} is not an allowed user", sub=claims.get("sub"))
+        return _refused(request, "Your account is not allowed to use this admin UI.", 403)
+    target = request.session.get("next")
+    _start_session(request, str(claims.get("email") or claims.get("sub")))
+    return RedirectResponse(_safe_next(target), 303)
+
+
+def _refused(request: Request, message: str, status: int = 401) -> Response:
+    request.session.clear()
+    context = {"provider": True, "next": "/admin/", "error": message}
+    return render(request, "admin/login.html", context, status=status)
+
+
+@router.post("/logout", name="ui_logout", dependencies=[Depends(check_csrf)])
+def logout(request: Request) -> Response:
+    logger.info("admin sign-out: {user}", user=request.session.get("user"))
+    request.session.clear()
+    return RedirectResponse("/admin/login", 303)
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Answer anonymous pages with the sign-in page and forged forms with 403."""
+
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, _exc: LoginRequired) -> Response:
+        target = f"/admin/login?next={quote(request.url.path)}"
+        if is_htmx(request):  # a fragment cannot redirect the page; HTMX can
+            return Response(status_code=401, headers={"HX-Redirect": target})
+        return RedirectResponse(target, 303)
+
+    @app.exception_handler(CsrfRefused)
+    async def csrf_refused(request: Request, _exc: CsrfRefused) -> Response:
+        message = "This form has expired or did not come from this site. Reload the page."
+        return render(request, "admin/error.html", {"status": 403, "message": message}, 403)

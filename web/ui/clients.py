@@ -1,0 +1,149 @@
+"""Client pages: a searchable, paged list; create, edit, delete; CSV import."""
+
+import codecs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from notifyctl.errors import InvalidInput, NotifyError
+from notifyctl.models import Client, ClientCreate, ClientUpdate
+from notifyctl.services import clients, imports
+from web.deps import SessionDep
+from web.ui.forms import FormErrors, text
+from web.ui.templating import is_htmx, render
+
+router = APIRouter(prefix="/clients")
+PAGE_SIZE = 50
+FIELDS = ("phone", "operator_code", "tag", "timezone")
+
+
+@router.get("", name="ui_clients")
+def listing(
+    request: Request,
+    session: SessionDep,
+    phone: str = "",
+    tag: str = "",
+    operator_code: str = "",
+    offset: int = 0,
+) -> HTMLResponse:
+    """Filter by phone prefix, exact tag, exact operator code."""
+    page = clients.list_clients(
+        session=session,
+        phone=phone.strip() or None,
+        tag=tag.strip() or None,
+        operator_code=operator_code.strip() or None,
+        limit=PAGE_SIZE,
+        offset=max(offset, 0),
+    )
+    context = {
+        "page": page,
+        "search": {"phone": phone, "tag": tag, "operator_code": operator_code},
+    }
+    template = "admin/_clients_rows.html" if is_htmx(request) else "admin/clients.html"
+    return render(request, template, context)
+
+
+def _form_page(request: Request, *, client: Client | None, fields, errors, status=200):
+    context = {"client": client, "fields": fields, "errors": errors}
+    return render(request, "admin/client_form.html", context, status)
+
+
+@router.get("/new", name="ui_client_new")
+def new_form(request: Request) -> HTMLResponse:
+    return _form_page(request, client=None, fields={}, errors=FormErrors())
+
+
+@router.post("/new")
+async def create(request: Request, session: SessionDep) -> Response:
+    form = await request.form()
+    values = {name: text(form, name) or None for name in FIELDS}
+    values["tag"] = values["tag"] or ""
+    errors = FormErrors()
+    try:
+        clients.create_client(
+            session=session,
+            client_in=ClientCreate(phone=values.pop("phone") or "", **values),
+            default_timezone=request.app.state.settings.default_timezone,
+        )
+        return RedirectResponse("/admin/clients", 303)
+    except (NotifyError, ValidationError) as exc:
+        session.rollback()
+        errors.add(exc)
+    return _form_page(request, client=None, fields=dict(form), errors=errors, status=422)
+
+
+@router.get("/import", name="ui_clients_import")
+def import_form(request: Request) -> HTMLResponse:
+    return render(request, "admin/clients_import.html", {"report": None})
+
+
+@router.post("/import")
+async def import_file(request: Request, session: SessionDep) -> HTMLResponse:
+    """Import a CSV upload; the report lists every bad row by line number."""
+    form = await request.form()
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        error = "Choose a CSV file to import."
+        return render(request, "admin/clients_import.html", {"report": None, "error": error}, 422)
+    source = codecs.getreader("utf-8-sig")(upload.file, errors="strict")
+    try:
+        report = imports.import_clients(
+            session=session,
+            source=source,
+            default_timezone=request.app.state.settings.default_timezone,
+            skip_invalid=form.get("skip_invalid") == "on",
+        )
+    except (InvalidInput, UnicodeDecodeError) as exc:
+        session.rollback()
+        message = str(exc) if isinstance(exc, InvalidInput) else "The file is not UTF-8 text."
+        return render(request, "admin/clients_import.html", {"report": None, "error": message}, 422)
+    status = 200 if report.committed else 422
+    return render(request, "admin/clients_import.html", {"report": report}, status)
+
+
+@router.get("/{client_id}/edit", name="ui_client_edit")
+def edit_form(request: Request, session: SessionDep, client_id: int) -> HTMLResponse:
+    client = clients.get_client(session=session, client_id=client_id)
+    fields = {name: getattr(client, name) for name in FIELDS}
+    return _form_page(request, client=client, fields=fields, errors=FormErrors())
+
+
+@router.post("/{client_id}/edit")
+async def edit(request: Request, session: SessionDep, client_id: int) -> Response:
+    client = clients.get_client(session=session, client_id=client_id)
+    form = await request.form()
+    errors = FormErrors()
+    try:
+        if not text(form, "phone"):
+            raise InvalidInput("is required", field="phone")
+        # An empty operator code or timezone keeps the stored one; an empty tag clears it.
+        change = ClientUpdate(
+            **{name: text(form, name) or None for name in ("phone", "operator_code", "timezone")},
+            tag=text(form, "tag"),
+        )
+        clients.update_client(session=session, client_id=client_id, client_in=change)
+        return RedirectResponse("/admin/clients", 303)
+    except (NotifyError, ValidationError) as exc:
+        session.rollback()
+        errors.add(exc)
+    return _form_page(request, client=client, fields=dict(form), errors=errors, status=422)
+
+
+@router.get("/{client_id}/delete", name="ui_client_delete")
+def confirm_delete(request: Request, session: SessionDep, client_id: int) -> HTMLResponse:
+    client = clients.get_client(session=session, client_id=client_id)
+    context = {
+        "what": f"client {client.id} ({client.phone})",
+        "detail": "Its pending messages are cancelled; sent ones stay in the statistics.",
+        "action": f"/admin/clients/{client.id}/delete",
+        "back": "/admin/clients",
+    }
+    return render(request, "admin/confirm_delete.html", context)
+
+
+@router.post("/{client_id}/delete")
+def delete(session: SessionDep, client_id: int) -> Response:
+    clients.delete_client(session=session, client_id=client_id)
+    return RedirectResponse("/admin/clients", 303)

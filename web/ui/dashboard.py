@@ -1,0 +1,20 @@
+"""The dashboard: every mailing with its state and progress, refreshed while it runs."""
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from notifyctl.services import mailings, stats
+from web.deps import SessionDep
+from web.ui.templating import is_htmx, render
+
+router = APIRouter()
+PAGE_SIZE = 25
+
+
+@router.get("/", name="ui_dashboard")
+def dashboard(request: Request, session: SessionDep, offset: int = 0) -> HTMLResponse:
+    page = mailings.list_mailings(session=session, limit=PAGE_SIZE, offset=max(offset, 0))
+    by_id = {row.mailing_id: row for row in stats.overall_stats(session=session)}
+    rows = [(mailing, by_id[mailing.id]) for mailing in page.items if mailing.id in by_id]
+    template = "admin/_dashboard_rows.html" if is_htmx(request) else "admin/dashboard.html"
+    return render(request, template, {"rows": rows, "page": page})

@@ -1,0 +1,61 @@
+"""Reading HTML forms and turning service errors into messages next to their fields."""
+
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import ValidationError
+from starlette.datastructures import FormData
+
+from notifyctl.errors import InvalidInput, NotifyError
+
+#: Service field names (as the REST API reports them) -> the form control that shows them.
+FIELD_ALIASES = {
+    "filter.operator_codes": "operator_codes",
+    "filter.tags": "tags",
+    "send_window": "window_start",
+    "send_window.start": "window_start",
+    "send_window.end": "window_end",
+    "state": "_form",
+    "id": "_form",
+}
+
+
+class FormErrors(dict[str, str]):
+    """Messages by form field; ``_form`` holds those that belong to no one field."""
+
+    def add(self, exc: NotifyError | ValidationError) -> None:
+        if isinstance(exc, ValidationError):
+            for problem in exc.errors():
+                field = ".".join(str(part) for part in problem.get("loc", ()))
+                self.setdefault(FIELD_ALIASES.get(field, field or "_form"), problem["msg"])
+            return
+        field = FIELD_ALIASES.get(exc.field or "", exc.field or "_form")
+        self.setdefault(field, exc.message)
+
+
+def text(form: FormData, name: str) -> str:
+    """A text field's value, stripped; an absent field or an upload reads as empty."""
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def words(form: FormData, name: str) -> list[str]:
+    """A comma- or space-separated list."""
+    return [part for part in text(form, name).replace(",", " ").split() if part]
+
+
+def local_datetime(form: FormData, name: str, zone: str) -> datetime:
+    """A ``datetime-local`` value read in ``zone``; raises InvalidInput naming the field."""
+    raw = text(form, name)
+    if not raw:
+        raise InvalidInput("is required", field=name)
+    try:
+        naive = datetime.fromisoformat(raw)
+    except ValueError:
+        raise InvalidInput(f"{raw!r} is not a date and time", field=name) from None
+    if naive.tzinfo is not None:
+        return naive
+    try:
+        return naive.replace(tzinfo=ZoneInfo(zone))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"{zone!r} is not an IANA timezone", field="zone") from None

@@ -1,0 +1,224 @@
+"""Mailing pages: create (with an audience preview), edit, steer, delete, inspect."""
+
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from sqlmodel import Session
+
+from notifyctl.errors import InvalidInput, NotFound, NotifyError
+from notifyctl.models import (
+    Mailing,
+    MailingCreate,
+    MailingFilter,
+    MailingUpdate,
+    MessageStatus,
+    SendWindow,
+)
+from notifyctl.services import audience, mailings, stats, validation
+from web.deps import SessionDep
+from web.ui.forms import FormErrors, local_datetime, text, words
+from web.ui.templating import is_htmx, render
+
+router = APIRouter(prefix="/mailings")
+MESSAGES_PER_PAGE = 50
+ACTIONS = {
+    "cancel": mailings.cancel_mailing,
+    "pause": mailings.pause_mailing,
+    "resume": mailings.resume_mailing,
+    "retry": mailings.retry_failed,
+}
+
+
+def _fields(mailing: Mailing | None, zone: str) -> dict[str, str]:
+    """A mailing as the form's field values (times in the display zone)."""
+    if mailing is None:
+        return {"zone": zone}
+    fmt = "%Y-%m-%dT%H:%M:%S"
+    return {
+        "text": mailing.text,
+        "start_at": mailing.start_at.astimezone(ZoneInfo(zone)).strftime(fmt),
+        "end_at": mailing.end_at.astimezone(ZoneInfo(zone)).strftime(fmt),
+        "zone": zone,
+        "operator_codes": " ".join(mailing.operator_codes),
+        "tags": " ".join(mailing.tags),
+        "window_start": mailing.window_start or "",
+        "window_end": mailing.window_end or "",
+    }
+
+
+def _read(form, errors: FormErrors) -> dict:
+    """The form's values as MailingCreate fields; problems go to ``errors``."""
+    zone = text(form, "zone")
+    values: dict = {
+        "text": text(form, "text"),
+        "filter": MailingFilter(
+            operator_codes=words(form, "operator_codes"), tags=words(form, "tags")
+        ),
+    }
+    for name in ("start_at", "end_at"):
+        try:
+            values[name] = local_datetime(form, name, zone)
+        except InvalidInput as exc:
+            errors.add(exc)
+    start, end = text(form, "window_start"), text(form, "window_end")
+    if start or end:
+        if not (start and end):
+            errors.add(
+                InvalidInput("give both ends of the window, or neither", field="window_start")
+            )
+        values["send_window"] = SendWindow(start=start, end=end)
+    else:
+        values["send_window"] = None
+    return values
+
+
+def _form_page(request: Request, *, mailing: Mailing | None, fields, errors, status=200):
+    context = {"mailing": mailing, "fields": fields, "errors": errors}
+    return render(request, "admin/mailing_form.html", context, status)
+
+
+@router.get("/new", name="ui_mailing_new")
+def new_form(request: Request) -> HTMLResponse:
+    zone = request.app.state.settings.default_timezone
+    return _form_page(request, mailing=None, fields=_fields(None, zone), errors=FormErrors())
+
+
+@router.post("/new")
+async def create(request: Request, session: SessionDep) -> Response:
+    form = await request.form()
+    errors = FormErrors()
+    values = _read(form, errors)
+    if not errors:
+        try:
+            mailing = mailings.create_mailing(session=session, mailing_in=MailingCreate(**values))
+            return RedirectResponse(f"/admin/mailings/{mailing.id}", 303)
+        except (NotifyError, ValidationError) as exc:
+            session.rollback()
+            errors.add(exc)
+    return _form_page(request, mailing=None, fields=dict(form), errors=errors, status=422)
+
+
+@router.post("/audience", name="ui_audience")
+async def audience_preview(request: Request, session: SessionDep) -> HTMLResponse:
+    """How many clients the filter being typed matches (an HTMX fragment)."""
+    form = await request.form()
+    try:
+        filter_ = validation.mailing_filter(
+            MailingFilter(operator_codes=words(form, "operator_codes"), tags=words(form, "tags"))
+        )
+        count = audience.count_audience(
+            session=session, operator_codes=filter_.operator_codes, tags=filter_.tags
+        )
+        return render(request, "admin/_audience.html", {"count": count, "error": None})
+    except NotifyError as exc:
+        return render(request, "admin/_audience.html", {"count": None, "error": str(exc)})
+
+
+@router.get("/{mailing_id}", name="ui_mailing")
+def show(request: Request, session: SessionDep, mailing_id: int, status: str = "", offset: int = 0):
+    mailing = mailings.get_mailing(session=session, mailing_id=mailing_id)
+    counts = stats.mailing_stats(session=session, mailing_id=mailing_id)
+    wanted = validation.message_status(status) if status else None
+    messages = stats.list_messages(
+        session=session,
+        mailing_id=mailing_id,
+        status=wanted,
+        limit=MESSAGES_PER_PAGE,
+        offset=max(offset, 0),
+    )
+    context = {
+        "mailing": mailing,
+        "public": mailings.to_public(mailing),
+        "counts": counts,
+        "timeline": stats.delivery_timeline(session=session, mailing_id=mailing_id),
+        "messages": messages,
+        "status": status,
+        "statuses": [s.value for s in MessageStatus],
+    }
+    section = request.query_params.get("section")
+    if is_htmx(request) and section in ("progress", "messages"):
+        return render(request, f"admin/_mailing_{section}.html", context)
+    return render(request, "admin/mailing.html", context)
+
+
+@router.get("/{mailing_id}/edit", name="ui_mailing_edit")
+def edit_form(request: Request, session: SessionDep, mailing_id: int) -> HTMLResponse:
+    mailing = mailings.get_mailing(session=session, mailing_id=mailing_id)
+    zone = request.app.state.settings.default_timezone
+    return _form_page(request, mailing=mailing, fields=_fields(mailing, zone), errors=FormErrors())
+
+
+@router.post("/{mailing_id}/edit")
+async def edit(request: Request, session: SessionDep, mailing_id: int) -> Response:
+    mailing = mailings.get_mailing(session=session, mailing_id=mailing_id)
+    form = await request.form()
+    errors = FormErrors()
+    values = _read(form, errors)
+    if not errors:
+        try:
+            window = values.pop("send_window")
+            change = MailingUpdate(**values, send_window=window, clear_window=window is None)
+            mailings.update_mailing(session=session, mailing_id=mailing_id, mailing_in=change)
+            return RedirectResponse(f"/admin/mailings/{mailing_id}", 303)
+        except (NotifyError, ValidationError) as exc:
+            _undo(session)
+            errors.add(exc)
+    return _form_page(request, mailing=mailing, fields=dict(form), errors=errors, status=422)
+
+
+def _undo(session: Session) -> None:
+    """Forget half-applied changes before the form is shown again (nothing is saved)."""
+    session.rollback()
+
+
+@router.post("/{mailing_id}/{action}", name="ui_mailing_action")
+def act(request: Request, session: SessionDep, mailing_id: int, action: str) -> Response:
+    """cancel, pause, resume, retry; delete after its confirmation page."""
+    if action == "delete":
+        mailings.delete_mailing(session=session, mailing_id=mailing_id)
+        return RedirectResponse("/admin/", 303)
+    step = ACTIONS.get(action)
+    if step is None:
+        return render(
+            request, "admin/error.html", {"status": 404, "message": "No such action."}, 404
+        )
+    try:
+        step(session=session, mailing_id=mailing_id)
+    except NotifyError as exc:
+        _undo(session)
+        mailing = mailings.get_mailing(session=session, mailing_id=mailing_id)
+        message = f"Could not {action} mailing {mailing_id}: {exc.message}"
+        return render(
+            request,
+            "admin/error.html",
+            {"status": 409, "message": message, "back": f"/admin/mailings/{mailing.id}"},
+            409,
+        )
+    return RedirectResponse(f"/admin/mailings/{mailing_id}", 303)
+
+
+@router.get("/{mailing_id}/delete", name="ui_mailing_delete")
+def confirm_delete(request: Request, session: SessionDep, mailing_id: int) -> HTMLResponse:
+    mailing = mailings.get_mailing(session=session, mailing_id=mailing_id)
+    counts = stats.mailing_stats(session=session, mailing_id=mailing_id)
+    return render(
+        request,
+        "admin/confirm_delete.html",
+        {
+            "what": f"mailing {mailing.id}",
+            "detail": f"{counts.total} messages and their history go with it.",
+            "action": f"/admin/mailings/{mailing.id}/delete",
+            "back": f"/admin/mailings/{mailing.id}",
+        },
+    )
+
+
+@router.get("/{mailing_id}/messages/{message_id}", name="ui_message")
+def message(request: Request, session: SessionDep, mailing_id: int, message_id: int):
+    """One message and every request made for it."""
+    found, attempts = stats.get_message(session=session, message_id=message_id)
+    if found.mailing_id != mailing_id:
+        raise NotFound(f"mailing {mailing_id} has no message {message_id}", field="id")
+    return render(request, "admin/message.html", {"message": found, "attempts": attempts})
