@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench screenshots vendor clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ lint: $(STAMP)
 
 bench: $(STAMP) ## benchmarks; rewrites bench/RESULTS.md
 	$(BIN)/python -m bench
+
+screenshots: $(STAMP) ## re-take docs/admin-*.png with the browser tests (needs /usr/bin/chromium)
+	UI_SCREENSHOTS=docs $(BIN)/pytest tests/test_web_ui_browser.py
+
+vendor: ## re-fetch the admin UI's HTMX and Pico CSS from the npm registry
+	web/static/vendor/fetch.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

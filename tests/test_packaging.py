@@ -34,3 +34,33 @@ def test_mock_is_ours():
     import mock
 
     assert Path(mock.__file__).resolve().parent == ROOT / "mock"
+
+
+def test_the_wheel_carries_the_admin_templates_and_assets(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+    )
+    (wheel,) = tmp_path.glob("notifyctl-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for shipped in (
+        "web/templates/admin/base.html",
+        "web/static/admin.css",
+        "web/static/vendor/htmx-2.0.11.min.js",
+        "web/static/vendor/pico-2.1.1.min.css",
+    ):
+        assert shipped in names

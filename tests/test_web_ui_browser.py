@@ -1,0 +1,287 @@
+"""The admin UI in a real browser: Debian's chromium driven by Playwright.
+
+A live API (uvicorn), a real OpenID Connect provider (oidc-provider-mock), a daemon
+process and the mock sending API: sign in, add clients, import a CSV, create a mailing,
+watch it complete, cancel another, log out. Screenshots land in the test's folder, and
+in ``docs/`` with UI_SCREENSHOTS=docs (``make screenshots``).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from oidc_provider_mock import User, run_server_in_thread
+from playwright.sync_api import Page, expect, sync_playwright
+
+from mock import server
+from notifyctl.config import Settings
+from notifyctl.db import make_engine
+from tests.daemon_helpers import MockApi
+from tests.servers import running
+from web.app import create_app
+
+CHROMIUM = "/usr/bin/chromium"
+# Headless as root on a machine without outside network: no sandbox, no background traffic.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+CLIENT_ID = "notifyctl-admin"
+OPERATOR = "ops@example.com"
+AUDIENCE = 30  # clients tagged "vip": 3 typed in, 27 imported
+WAIT_MS = 60_000
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def provider():
+    operator = User(sub=OPERATOR, claims={"email": OPERATOR, "groups": ["mailing-ops"]})
+    with run_server_in_thread(user_claims=[operator]) as provider_server:
+        yield f"http://localhost:{provider_server.server_port}"
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory, sqlite_template):
+    path = tmp_path_factory.mktemp("ui") / "ui.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="module")
+def mock_api():
+    with running(server.config(seed=11)) as url:
+        api = MockApi(url)
+        api.faults(latency_ms=20, jitter_ms=40)
+        yield api
+
+
+@pytest.fixture(scope="module")
+def daemon(database, mock_api):
+    """A real daemon process, slowed to 10 messages/s so progress can be watched."""
+    env = dict(os.environ) | {
+        "NOTIFY_SENDER_URL": mock_api.send_url,
+        "NOTIFY_RATE_LIMIT": "10",
+        "NOTIFY_LOG_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "notifyctl", "--db", database, "daemon"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    yield process
+    process.terminate()
+    process.wait(30)
+
+
+@pytest.fixture(scope="module")
+def site(database, provider, daemon):
+    settings = Settings(
+        database_url=database,
+        oidc_issuer=provider,
+        oidc_client_id=CLIENT_ID,
+        oidc_client_secret="provider-mock-accepts-any-secret",
+        oidc_allowed_groups=["mailing-ops"],
+    )
+    engine = make_engine(database)
+    app = create_app(settings=settings, engine=engine, login_token="unused-with-a-provider")
+    import uvicorn
+
+    with running(uvicorn.Config(app, log_level="warning")) as url:
+        yield url
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)", False)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium):
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+def screenshot(page: Page, tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    page.screenshot(path=path, full_page=True)
+    assert path.stat().st_size > 10_000  # a rendered page, not a blank one
+    if os.environ.get("UI_SCREENSHOTS") == "docs":
+        DOCS.mkdir(exist_ok=True)
+        shutil.copy(path, DOCS / name)
+
+
+def sign_in(page: Page, site: str, subject: str) -> None:
+    page.goto(f"{site}/admin/")
+    expect(page).to_have_url(f"{site}/admin/login?next=/admin/")
+    page.get_by_role("button", name="Sign in with your organisation's account").click()
+    page.get_by_placeholder("sub").fill(subject)  # the provider's own sign-in form
+    page.get_by_role("button", name="Authorize").click()
+
+
+def unlabelled_controls(page: Page) -> list[str]:
+    """Form controls on the page that a screen reader could not name."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('input, select, textarea, button')]
+            .filter(el => el.type !== 'hidden')
+            .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                          && !(el.tagName === 'BUTTON' && el.textContent.trim()))
+            .map(el => el.outerHTML)"""
+    )
+
+
+def local_input(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def test_an_operator_runs_a_mailing_from_sign_in_to_sign_out(page, site, tmp_path):
+    # Someone the provider knows but who is not in the allowed group is turned away.
+    sign_in(page, site, "intruder@example.com")
+    expect(page.get_by_role("alert")).to_contain_text("not allowed")
+
+    sign_in(page, site, OPERATOR)
+    expect(page).to_have_url(f"{site}/admin/")
+    expect(page.get_by_role("heading", name="Mailings")).to_be_visible()
+
+    # Clients typed in, one refused with the reason next to its field.
+    page.get_by_role("link", name="Clients").click()
+    for n in range(3):
+        page.get_by_role("link", name="Add a client").click()
+        assert unlabelled_controls(page) == []
+        page.get_by_label("Phone (7XXXXXXXXXX)").fill(f"+7 916 000-00-0{n}")
+        page.get_by_label("Tag", exact=True).fill("vip")
+        page.get_by_role("button", name="Add client").click()
+        expect(page).to_have_url(f"{site}/admin/clients")
+    page.get_by_role("link", name="Add a client").click()
+    page.get_by_label("Phone (7XXXXXXXXXX)").fill("12345")
+    page.get_by_role("button", name="Add client").click()
+    expect(page.locator("#phone-error")).to_contain_text("not a phone number")
+    expect(page.get_by_label("Phone (7XXXXXXXXXX)")).to_have_attribute("aria-invalid", "true")
+
+    # A CSV import: a bad row is reported by line, then skipped on request.
+    rows = [f"7903{n:07d},vip,Asia/Tokyo" for n in range(AUDIENCE - 3)]
+    csv = tmp_path / "clients.csv"
+    csv.write_text("phone,tag,timezone\n" + "\n".join([*rows, "oops,vip,UTC"]) + "\n")
+    page.goto(f"{site}/admin/clients/import")
+    assert unlabelled_controls(page) == []
+    page.get_by_label("CSV file").set_input_files(csv)
+    page.get_by_role("button", name="Import").click()
+    expect(page.locator("#import-report")).to_contain_text("Nothing was imported")
+    expect(page.locator("#import-report")).to_contain_text("oops")
+    page.get_by_label("CSV file").set_input_files(csv)
+    page.get_by_label("Skip bad rows").check()
+    page.get_by_role("button", name="Import").click()
+    expect(page.locator("[data-imported]")).to_have_text(str(AUDIENCE - 3))
+
+    # Search narrows the list as one types.
+    page.goto(f"{site}/admin/clients")
+    page.get_by_label("Phone starts with").fill("7916")
+    expect(page.locator("#clients tbody tr")).to_have_count(3)
+
+    # A mailing to the vip clients, with the audience counted before it is created.
+    page.get_by_role("link", name="New mailing").click()
+    assert unlabelled_controls(page) == []
+    now = datetime.now(UTC)
+    page.get_by_label("Text", exact=True).fill("Black Friday: -30% today only")
+    page.get_by_label("Start", exact=True).fill(local_input(now))
+    page.get_by_label("End (nothing is sent").fill(local_input(now + timedelta(hours=1)))
+    page.get_by_label("Timezone of these times").fill("UTC")
+    page.get_by_label("Tags").fill("vip")
+    expect(page.locator("[data-audience]")).to_have_text(str(AUDIENCE))
+    page.get_by_role("button", name="Create mailing").click()
+    expect(page.get_by_role("heading", name="Mailing 1")).to_be_visible()
+
+    # The page follows the daemon until every message is sent.
+    sent = page.get_by_role("progressbar", name="sent")
+    expect(sent).to_have_attribute("aria-valuemax", str(AUDIENCE))
+    expect(sent).not_to_have_attribute("aria-valuenow", "0", timeout=WAIT_MS)
+    expect(sent).to_have_attribute("aria-valuenow", str(AUDIENCE), timeout=WAIT_MS)
+    page.reload()
+    expect(page.locator("#state")).to_have_text("finished", timeout=WAIT_MS)
+    expect(page.locator(".chart rect").first).to_be_visible()
+    page.get_by_label("Status", exact=True).select_option("sent")
+    expect(page.locator("#messages tbody tr")).to_have_count(AUDIENCE)
+    page.locator("#messages tbody a").first.click()
+    expect(page.get_by_role("heading", name="Attempts (1)")).to_be_visible()
+    expect(page.locator("main table tbody")).to_contain_text("200")
+
+    # A second mailing for tomorrow, cancelled before it starts.
+    page.goto(f"{site}/admin/mailings/new")
+    later = now + timedelta(days=1)
+    page.get_by_label("Text", exact=True).fill("Cyber Monday")
+    page.get_by_label("Start", exact=True).fill(local_input(later))
+    page.get_by_label("End (nothing is sent").fill(local_input(later + timedelta(hours=2)))
+    page.get_by_role("button", name="Create mailing").click()
+    expect(page.locator("#state")).to_have_text("scheduled")
+    page.get_by_role("button", name="Cancel mailing").click()
+    expect(page.locator("#state")).to_have_text("cancelled")
+
+    page.goto(f"{site}/admin/")
+    rows = page.locator("#dashboard-rows tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("cancelled")
+    expect(rows.nth(1)).to_contain_text("finished")
+    dashboard_sent = rows.nth(1).get_by_role("progressbar", name="sent")
+    expect(dashboard_sent).to_have_attribute("aria-valuenow", str(AUDIENCE))
+    screenshot(page, tmp_path, "admin-dashboard.png")
+    page.goto(f"{site}/admin/mailings/1")
+    screenshot(page, tmp_path, "admin-mailing.png")
+
+    # A form whose CSRF token was tampered with is refused and changes nothing.
+    page.goto(f"{site}/admin/mailings/1/delete")
+    page.locator("main input[name=csrf_token]").evaluate("el => el.value = 'forged'")
+    page.get_by_role("button", name="Yes, delete mailing 1").click()
+    expect(page.get_by_role("alert")).to_contain_text("did not come from this site")
+    page.goto(f"{site}/admin/mailings/1")
+    expect(page.locator("#state")).to_have_text("finished")
+
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(f"{site}/admin/login")
+    page.goto(f"{site}/admin/clients")
+    expect(page).to_have_url(f"{site}/admin/login?next=/admin/clients")
+
+
+def test_the_sign_in_request_uses_pkce(page, site):
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(f"{site}/admin/login")
+    page.get_by_role("button", name="Sign in with your organisation's account").click()
+    authorize = next(url for url in requests if "/oauth2/authorize" in url)
+    assert "code_challenge_method=S256" in authorize
+    assert "code_challenge=" in authorize
+
+
+def test_pages_fit_a_phone_screen(chromium, site):
+    context = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    phone = context.new_page()
+    try:
+        sign_in(phone, site, OPERATOR)
+        for path in ("/admin/", "/admin/clients", "/admin/mailings/new", "/admin/mailings/1"):
+            phone.goto(f"{site}{path}")
+            overflow = phone.evaluate(
+                "() => document.documentElement.scrollWidth - window.innerWidth"
+            )
+            assert overflow <= 0, f"{path} is {overflow}px wider than the screen"
+    finally:
+        context.close()
