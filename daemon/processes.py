@@ -13,13 +13,19 @@ import time
 
 
 def run_children(count: int, args: list[str], env: dict[str, str]) -> int:
-    """Run ``count`` copies of ``python -m notifyctl ARGS``; return the worst exit code."""
+    """Run ``count`` copies of ``python -m notifyctl ARGS``; return the worst exit code.
+
+    Each child serves its metrics on its own port: NOTIFY_METRICS_PORT + its index.
+    """
+    metrics_port = int(env.get("NOTIFY_METRICS_PORT") or 0)
     children = [
         # Own sessions: a Ctrl-C at the terminal reaches the parent only, which forwards it.
         subprocess.Popen(
-            [sys.executable, "-m", "notifyctl", *args], env=env, start_new_session=True
+            [sys.executable, "-m", "notifyctl", *args],
+            env=env | {"NOTIFY_METRICS_PORT": str(metrics_port + index if metrics_port else 0)},
+            start_new_session=True,
         )
-        for _ in range(count)
+        for index in range(count)
     ]
     forwarded = False
 
@@ -47,6 +53,9 @@ def run_children(count: int, args: list[str], env: dict[str, str]) -> int:
     return max(abs(child.returncode) for child in children)
 
 
-def child_environment(database_url: str) -> dict[str, str]:
+def child_environment(database_url: str, metrics_port: int) -> dict[str, str]:
     # The URL goes by environment, not argv: a password would show in `ps`.
-    return dict(os.environ) | {"NOTIFY_DATABASE_URL": database_url}
+    return dict(os.environ) | {
+        "NOTIFY_DATABASE_URL": database_url,
+        "NOTIFY_METRICS_PORT": str(metrics_port),
+    }

@@ -264,7 +264,7 @@ class Sender:
             return self._pause(state.attempt_number + 1, error)
 
         def before_sleep(state: RetryCallState) -> None:
-            log.debug(
+            log.info(
                 "attempt {n} failed ({reason}); retrying in {pause:.2f}s",
                 n=state.attempt_number + 1,
                 reason=getattr(state.outcome.exception(), "reason", ""),
@@ -274,7 +274,7 @@ class Sender:
         first_pause = self._pause(1, first_error)
         if self._seconds_until(deadline) - first_pause < MIN_REQUEST_SECONDS:
             raise first_error
-        log.debug(
+        log.info(
             "attempt 1 failed ({reason}); retrying in {pause:.2f}s",
             reason=first_error.reason,
             pause=first_pause,

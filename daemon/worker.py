@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import schedule
 from loguru import logger
@@ -26,11 +27,13 @@ from sqlalchemy.engine import Engine
 from daemon import windows
 from daemon.breaker import BreakerState, CircuitBreaker
 from daemon.clock import SystemClock
+from daemon.mailer import MailError, report_zone, send_report
+from daemon.metrics import DaemonMetrics
 from daemon.sender import Rejected, Sender, SendError, Transient, Unauthorized, backoff
 from notifyctl.config import Settings
 from notifyctl.db import session_scope
 from notifyctl.models import MessageStatus
-from notifyctl.services import delivery
+from notifyctl.services import delivery, report
 from notifyctl.services.delivery import Claimed, MailingSnapshot, Outcome
 
 CLAIM_BATCH = 500  # messages per claim, at most
@@ -41,6 +44,8 @@ SNAPSHOT_INTERVAL = 0.5  # seconds between refreshes of the mailings' state
 ACTIVATE_INTERVAL = 0.25  # seconds between looks for mailings whose start has come
 EXPIRE_INTERVAL = 0.5  # seconds between expiry/completion passes
 REAP_INTERVAL = 5.0  # seconds between takeovers of dead daemons' leases
+REPORT_INTERVAL = 30.0  # seconds between looks at whether the daily report is due
+BACKLOG_INTERVAL = 5.0  # seconds between counts of the backlog (a metric)
 END_MARGIN = timedelta(milliseconds=50)  # no request starts this close to end_at
 AUTH_PROBE_INTERVAL = 30.0  # seconds between tries after the API refused our token
 DRAIN_TIMEOUT = 30.0  # seconds SIGTERM waits for requests in flight
@@ -105,6 +110,7 @@ class Worker:
         wait_scale: float = 1.0,
         owner: str | None = None,
         exclusive: bool = False,
+        metrics: DaemonMetrics | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -115,6 +121,7 @@ class Worker:
         #: the only daemon on this database (SQLite's lock): leases found at start are orphans
         self.exclusive = exclusive
         self.counters = Counters()
+        self.metrics = metrics or DaemonMetrics()
         self.breaker = CircuitBreaker(settings.breaker_threshold)
         self._stop = asyncio.Event()
         self._queue: asyncio.Queue[Claimed] = asyncio.Queue()
@@ -273,6 +280,33 @@ class Worker:
             finally:
                 self._in_flight -= 1
             self._outcomes.append(outcome)
+            self.metrics.observe(outcome.attempts, earlier=claimed.attempts, status=outcome.status)
+            if self.settings.log_messages:
+                self._trace(claimed, outcome)
+
+    def _trace(self, claimed: Claimed, outcome: Outcome) -> None:
+        """Log each request of the message with its answer, then the message's new status."""
+        log = self.log.bind(
+            message_id=claimed.id, mailing_id=claimed.mailing_id, client_id=claimed.client_id
+        )
+        for number, attempt in enumerate(outcome.attempts, claimed.attempts + 1):
+            log.info(
+                "request {n}: POST {url}/{id} -> {answer} in {ms:.1f} ms{body}{error}",
+                n=number,
+                url=self.settings.sender_url,
+                id=claimed.id,
+                answer=f"HTTP {attempt.http_status}" if attempt.http_status else "no answer",
+                ms=attempt.duration_ms,
+                body=f", body {attempt.response_excerpt!r}" if attempt.response_excerpt else "",
+                error=f", error: {attempt.error}" if attempt.error else "",
+            )
+        if outcome.status == MessageStatus.pending:
+            when = outcome.next_attempt_at.isoformat() if outcome.next_attempt_at else "now"
+            reason = f" ({outcome.last_error})" if outcome.last_error else ""
+            log.info("status sending -> pending, next attempt at {when}{r}", when=when, r=reason)
+        else:
+            reason = f": {outcome.last_error}" if outcome.last_error else ""
+            log.info("status sending -> {status}{r}", status=outcome.status, r=reason)
 
     async def _process(self, claimed: Claimed) -> Outcome:
         now = self.clock.now()
@@ -429,6 +463,9 @@ class Worker:
         scheduler.every(SNAPSHOT_INTERVAL).seconds.do(self._spawn, "snapshots", self._job_snapshots)
         scheduler.every(EXPIRE_INTERVAL).seconds.do(self._spawn, "expire", self._job_expire)
         scheduler.every(REAP_INTERVAL).seconds.do(self._spawn, "reap", self._job_reap)
+        scheduler.every(BACKLOG_INTERVAL).seconds.do(self._spawn, "backlog", self._job_backlog)
+        if self.settings.smtp_host and self.settings.report_to:
+            scheduler.every(REPORT_INTERVAL).seconds.do(self._spawn, "report", self.job_report)
         while True:
             scheduler.run_pending()
             await asyncio.sleep(0.05)
@@ -491,6 +528,13 @@ class Worker:
     def _job_snapshots(self) -> None:
         with session_scope(self.engine) as session:
             self._mailings = delivery.live_mailings(session=session, now=self.clock.now())
+        self.metrics.active.set(len(self._sendable(self.clock.now())))
+        self.metrics.breaker.state(self.breaker.state.value)
+
+    def _job_backlog(self) -> None:
+        with session_scope(self.engine) as session:
+            backlog = delivery.unsent_count(session=session, mailing_ids=list(self._mailings))
+        self.metrics.pending.set(backlog)
 
     def _job_expire(self) -> None:
         now = self.clock.now()
@@ -498,18 +542,49 @@ class Worker:
             expired = delivery.expire_ended(session=session, now=now)
             completed = delivery.complete_done(session=session, now=now)
         for mailing_id, count in expired.items():
+            self.metrics.messages.labels(MessageStatus.expired.value).inc(count)
             self.log.bind(mailing_id=mailing_id).info(
                 "mailing ended: {n} unsent messages expired", n=count
             )
         for mailing_id in completed:
             self.log.bind(mailing_id=mailing_id).info("mailing complete: every message is final")
 
+    def job_report(self) -> bool:
+        """Send the day's statistics email once its local time has come; True if sent here.
+
+        Every daemon runs this; the day's row in ``report_run`` lets exactly one send it.
+        A failed sending gives the day back, so a later run (here or elsewhere) tries again.
+        """
+        zone = ZoneInfo(report_zone(self.settings))
+        now = self.clock.now()
+        local = now.astimezone(zone)
+        if local.strftime("%H:%M") < self.settings.report_time:
+            return False
+        day = local.date()
+        with session_scope(self.engine) as session:
+            if not report.claim_day(session=session, day=day, owner=self.owner, now=now):
+                return False
+            content = report.build_report(session=session, now=now)
+        try:
+            send_report(self.settings, content, wait_scale=self.wait_scale)
+        except MailError as exc:
+            self.log.error("the daily report for {day} was not sent: {e}", day=day, e=exc)
+            with session_scope(self.engine) as session:
+                report.release_day(session=session, day=day, owner=self.owner)
+            return False
+        with session_scope(self.engine) as session:
+            report.mark_sent(session=session, day=day, owner=self.owner, now=self.clock.now())
+        return True
+
     def _take_over_orphans(self) -> None:
-        self.counters.leases_taken_over += take_over_orphans(self.engine)
+        taken = take_over_orphans(self.engine)
+        self.counters.leases_taken_over += taken
+        self.metrics.takeovers.inc(taken)
 
     def _job_reap(self) -> None:
         with session_scope(self.engine) as session:
             taken = delivery.reap_leases(session=session, now=self.clock.now())
         if taken:
             self.counters.leases_taken_over += taken
+            self.metrics.takeovers.inc(taken)
             self.log.warning("took over {n} messages whose daemon stopped answering", n=taken)

@@ -36,6 +36,17 @@ def default_database_url() -> str:
     return f"sqlite:///{data_dir / 'notifyctl.db'}"
 
 
+class SmtpSecurity(StrEnum):
+    starttls = "starttls"  #: plain connection upgraded with STARTTLS (port 587)
+    tls = "tls"  #: TLS from the first byte (port 465)
+    none = "none"  #: no encryption (a relay on localhost)
+
+
+def default_log_file() -> Path:
+    """The log file `notifyctl up` writes when NOTIFY_LOG_FILE is unset."""
+    return Path(platformdirs.user_log_dir(APP_NAME, appauthor=False)) / "notifyctl.jsonl"
+
+
 class Transport(StrEnum):
     aiohttp = "aiohttp"  #: httpx API over aiohttp's connection pool (fastest measured here)
     httpx = "httpx"  #: httpx's own pool (slows as concurrency grows, encode/httpx#3215)
@@ -55,6 +66,16 @@ class Settings(BaseSettings):
     sender_token: SecretStr = SecretStr(DEMO_SENDER_TOKEN)
     log_format: LogFormat = LogFormat.text
     log_level: str = "INFO"
+    #: level of the lines on stderr when it should differ (`up` keeps its terminal quiet)
+    log_console_level: str | None = None
+    #: a file of JSON lines besides stderr (what `notifyctl logs` reads); unset = none
+    log_file: Path | None = None
+    #: when the log file is rotated: a size ("50 MB") or a time ("00:00", "1 week")
+    log_rotation: str = "50 MB"
+    #: how long rotated log files are kept ("14 days", or a count such as "10")
+    log_retention: str = "14 days"
+    #: log every request of every message and its outcome (two lines per message)
+    log_messages: bool = True
 
     # --- the daemon -----------------------------------------------------------------
     #: requests in flight at once, per daemon process
@@ -75,6 +96,27 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(30.0, gt=0)
     #: HTTP client transport under the httpx API
     sender_transport: Transport = Transport.aiohttp
+    #: port of the daemon's Prometheus /metrics (sender process k of --workers N: port + k); 0 = off
+    metrics_port: int = Field(9100, ge=0, le=65535)
+    #: address the daemon's metrics listen on (0.0.0.0 in containers)
+    metrics_host: str = "127.0.0.1"
+
+    # --- the daily statistics email ----------------------------------------------------
+    #: SMTP server for the daily report; unset = no email
+    smtp_host: str | None = None
+    smtp_port: int = Field(587, ge=1, le=65535)
+    #: "starttls" (port 587), "tls" (implicit TLS, port 465) or "none" (plain, local relays)
+    smtp_security: SmtpSecurity = SmtpSecurity.starttls
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    #: the report's From address
+    report_from: str = "notifyctl@localhost"
+    #: who gets the daily report (JSON list of addresses)
+    report_to: list[str] = []
+    #: local time of day (HH:MM) after which the day's report is sent, once
+    report_time: str = "08:00"
+    #: the timezone of report_time and of the report's dates; unset = NOTIFY_DEFAULT_TIMEZONE
+    report_timezone: str | None = None
 
     # --- sign-in through an OpenID Connect provider ------------------------------------
     #: the provider's issuer URL (its /.well-known/openid-configuration is read); unset = off
@@ -94,9 +136,19 @@ class Settings(BaseSettings):
     #: send the session cookie over HTTPS only (set when the UI is served over TLS)
     cookie_secure: bool = False
 
-    @field_validator("default_timezone")
+    @field_validator("report_time")
     @classmethod
-    def _known_timezone(cls, value: str) -> str:
+    def _hh_mm(cls, value: str) -> str:
+        hours, _, minutes = value.partition(":")
+        if not (hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60):
+            raise ValueError(f"{value!r} is not a time of day HH:MM")
+        return f"{int(hours):02d}:{int(minutes):02d}"
+
+    @field_validator("default_timezone", "report_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:

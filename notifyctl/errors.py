@@ -7,7 +7,8 @@ stderr, the REST API to an HTTP status with the field named.
     ├── InvalidInput     bad value of a named field              CLI exit 2, HTTP 422
     ├── NotFound         unknown id                              CLI exit 3, HTTP 404
     ├── Conflict         clashes with the stored state           CLI exit 4, HTTP 409
-    └── StorageError     the database is unreachable or unusable CLI exit 5, HTTP 503
+    ├── StorageError     the database is unreachable or unusable CLI exit 5, HTTP 503
+    └── Unavailable      another outside service failed (SMTP)   CLI exit 6, HTTP 502
 """
 
 
@@ -47,3 +48,9 @@ class StorageError(NotifyError):
     """The database cannot be reached or has the wrong schema."""
 
     exit_code = 5
+
+
+class Unavailable(NotifyError):
+    """A service outside ours (the SMTP server) failed, after retries."""
+
+    exit_code = 6

@@ -1,5 +1,16 @@
-"""Logging set-up for entry points (libraries never add sinks): text or JSON lines on stderr."""
+"""Logging set-up for entry points (libraries never add sinks).
 
+Lines go to stderr (text or JSON, ``NOTIFY_LOG_FORMAT``) and, with ``NOTIFY_LOG_FILE``,
+to a file of JSON lines that rotates and expires (``NOTIFY_LOG_ROTATION``,
+``NOTIFY_LOG_RETENTION``) and that ``notifyctl logs`` reads. A JSON line is one flat
+object: ``time``, ``level``, ``message``, ``source`` and every id bound to the line
+(``mailing_id``, ``message_id``, ``client_id``, ``request_id``, ``daemon``…), so one
+filter pulls out all lines of one mailing, message or client. Anything that looks like
+a token is masked before a line is written, whatever the sink.
+"""
+
+import json
+import re
 import sys
 
 from loguru import logger
@@ -8,6 +19,43 @@ from notifyctl.config import LogFormat, Settings
 
 #: The ids a text line shows, in this order, when the line is bound to them.
 ID_KEYS = ("request_id", "mailing_id", "message_id", "client_id")
+#: Bearer tokens, JWTs, our own tokens (login link, API tokens), token= in URLs, passwords.
+SECRET = re.compile(
+    r"(?i:bearer)\s+[\w.~+/=-]+"
+    r"|eyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*"
+    r"|nfy_[\w-]{8,}"
+    r"|(?<=token=)[^&\s\"']+"
+    r"|(?<=password=)[^&\s\"']+"
+)
+MASK = "[secret]"
+
+
+def redact(text: str) -> str:
+    """``text`` with anything that looks like a token or password replaced by [secret]."""
+    return SECRET.sub(MASK, text)
+
+
+def _patch(record) -> None:
+    record["message"] = redact(record["message"])
+    fields = {
+        "time": record["time"].isoformat(timespec="milliseconds"),
+        "level": record["level"].name,
+        "message": record["message"],
+        "source": f"{record['name']}:{record['function']}:{record['line']}",
+    }
+    for key, value in record["extra"].items():
+        if key != "json":
+            fields[key] = (
+                value if isinstance(value, int | float | bool | None) else redact(str(value))
+            )
+    if record["exception"] is not None:
+        exc_type, exc, _ = record["exception"]
+        fields["exception"] = redact(f"{exc_type.__name__ if exc_type else ''}: {exc}")
+    record["extra"]["json"] = json.dumps(fields, ensure_ascii=False)
+
+
+def _json_format(_record) -> str:
+    return "{extra[json]}\n"
 
 
 def _text_format(record) -> str:
@@ -19,10 +67,31 @@ def _text_format(record) -> str:
     )
 
 
-def configure_logging(settings: Settings) -> None:
-    """Send loguru's lines to stderr in the configured format and level."""
+def configure_logging(settings: Settings, *, console_level: str | None = None) -> None:
+    """Send loguru's lines to stderr (at ``console_level``, default the setting) and the file.
+
+    CLI commands pass ``console_level="WARNING"``: their output is their result, while
+    the file (when set) still gets every line at ``NOTIFY_LOG_LEVEL``.
+    """
     logger.remove()
+    logger.configure(patcher=_patch)
+    level = console_level or settings.log_console_level or settings.log_level
     if settings.log_format is LogFormat.json:
-        logger.add(sys.stderr, level=settings.log_level, serialize=True, backtrace=False)
+        logger.add(sys.stderr, level=level, format=_json_format, backtrace=False)
     else:
-        logger.add(sys.stderr, level=settings.log_level, format=_text_format, backtrace=False)
+        logger.add(sys.stderr, level=level, format=_text_format, backtrace=False)
+    if settings.log_file:
+        settings.log_file.parent.mkdir(parents=True, exist_ok=True)
+        logger.add(
+            settings.log_file,
+            level=settings.log_level,
+            format=_json_format,
+            rotation=settings.log_rotation,
+            retention=(
+                int(settings.log_retention)
+                if settings.log_retention.isdigit()
+                else settings.log_retention
+            ),
+            backtrace=False,
+            encoding="utf-8",
+        )

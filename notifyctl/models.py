@@ -361,6 +361,20 @@ class Throttle(SQLModel, table=True):
     updated_at: datetime = _utc_field(nullable=False, default_now=True)
 
 
+class ReportRun(SQLModel, table=True):
+    """The daily statistics email of one local day: claimed by one daemon, then sent.
+
+    The primary key makes the claim: a second daemon's insert for the same day fails.
+    """
+
+    __tablename__ = "report_run"
+
+    day: str = Field(primary_key=True, max_length=10)  #: YYYY-MM-DD in NOTIFY_REPORT_TIMEZONE
+    owner: str = Field(max_length=64)
+    claimed_at: datetime = _utc_field(nullable=False, default_now=True)
+    sent_at: datetime | None = _utc_field()
+
+
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     """One page of a longer list, as service functions return it."""

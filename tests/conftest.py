@@ -21,7 +21,7 @@ from notifyctl.db import make_engine, upgrade
 POSTGRES_ADMIN_URL = os.environ.get(
     "NOTIFY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-TABLES = ("attempt", "message", "mailing", "client", "throttle", "api_token")
+TABLES = ("attempt", "message", "mailing", "client", "throttle", "api_token", "report_run")
 
 
 @pytest.fixture(autouse=True)
@@ -33,6 +33,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     monkeypatch.chdir(tmp_path)
     # The default database lives in the user data directory: point it at the test's folder.
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

@@ -1,16 +1,13 @@
 """The FastAPI application: REST API under ``/api/v1``, Swagger UI at ``/docs/``."""
 
-import uuid
-
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import RedirectResponse
-from loguru import logger
 from sqlalchemy.engine import Engine
 
 from notifyctl import __version__
 from notifyctl.config import Settings, get_settings
 from notifyctl.db import current_revision, ensure_schema, make_engine
-from web import errors, ui
+from web import errors, metrics, ui
 from web.api import clients, mailings, stats
 from web.deps import require_caller
 from web.oidc import OidcVerifier
@@ -57,13 +54,7 @@ def create_app(
 
     ui.install(app, settings)
 
-    @app.middleware("http")
-    async def request_id(request: Request, call_next):
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
-        with logger.contextualize(request_id=rid):
-            response = await call_next(request)
-        response.headers["X-Request-ID"] = rid
-        return response
+    app.state.metrics = metrics.install(app)
 
     @app.get("/admin", include_in_schema=False)
     def admin_without_slash() -> RedirectResponse:

@@ -6,11 +6,24 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from notifyctl.errors import Conflict, InvalidInput, NotFound, NotifyError, StorageError
+from notifyctl.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    NotifyError,
+    StorageError,
+    Unavailable,
+)
 
-STATUS = {InvalidInput: 422, NotFound: 404, Conflict: 409, StorageError: 503}
+STATUS = {InvalidInput: 422, NotFound: 404, Conflict: 409, StorageError: 503, Unavailable: 502}
 UI_PREFIX = "/admin"
-CODES = {422: "invalid_input", 404: "not_found", 409: "conflict", 503: "unavailable"}
+CODES = {
+    422: "invalid_input",
+    404: "not_found",
+    409: "conflict",
+    503: "unavailable",
+    502: "upstream_failed",
+}
 
 
 class ErrorBody(BaseModel):

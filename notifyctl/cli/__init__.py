@@ -7,7 +7,7 @@ inside its commands, so that ``notifyctl --help`` starts fast.
 import typer
 
 from notifyctl import __version__
-from notifyctl.cli import clients, database, mailings, servers, stats, tokens
+from notifyctl.cli import clients, database, logs, mailings, report, servers, stats, tokens
 from notifyctl.cli.context import NotifyGroup, state
 
 app = typer.Typer(
@@ -28,6 +28,8 @@ app.command("daemon")(servers.daemon)
 app.command("up")(servers.up)
 app.command("api")(servers.api)
 app.add_typer(tokens.app, name="token")
+app.command("logs")(logs.logs)
+app.add_typer(report.app, name="report")
 
 
 def _version(value: bool) -> None:

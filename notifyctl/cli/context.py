@@ -34,6 +34,10 @@ class CliState:
             if self.db_url:
                 settings = settings.model_copy(update={"database_url": self.db_url})
             self._settings = settings
+            from notifyctl.logs import configure_logging
+
+            # Servers configure again with the console at NOTIFY_LOG_LEVEL.
+            configure_logging(settings, console_level=None if self.verbose else "WARNING")
         return self._settings
 
     @property

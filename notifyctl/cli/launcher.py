@@ -56,6 +56,7 @@ def _stats_view(cli: CliState) -> Table:
 
 def run_stack(cli: CliState, *, demo: bool, mock_port: int, api_port: int) -> None:
     """Run mock + daemon + API until Ctrl-C, showing the statistics."""
+    from notifyctl.config import default_log_file
     from notifyctl.db import redact
     from notifyctl.services.demo import seed_demo
     from notifyctl.services.tokens import new_secret
@@ -67,6 +68,9 @@ def run_stack(cli: CliState, *, demo: bool, mock_port: int, api_port: int) -> No
     env["NOTIFY_DATABASE_URL"] = settings.database_url
     env.setdefault("NOTIFY_SENDER_URL", f"http://127.0.0.1:{mock_port}/v1/send")
     login = env.setdefault("NOTIFY_LOGIN_TOKEN", new_secret())
+    # The terminal shows the statistics; every line goes to the log file instead.
+    log_file = env.setdefault("NOTIFY_LOG_FILE", str(default_log_file()))
+    env.setdefault("NOTIFY_LOG_CONSOLE_LEVEL", "WARNING")
     if demo:
         env.setdefault("NOTIFY_RATE_LIMIT", "40")  # slow enough to watch it happen
         with cli.session() as session:
@@ -92,7 +96,8 @@ def run_stack(cli: CliState, *, demo: bool, mock_port: int, api_port: int) -> No
             f"Swagger UI: http://127.0.0.1:{api_port}/docs/\n"
             f"{admin_link(settings, f'http://127.0.0.1:{api_port}', login)}\n"
             f"login token (Authorize in Swagger UI, or Authorization: Bearer): {login}\n"
-            f"mock sending API: http://127.0.0.1:{mock_port}/docs/"
+            f"mock sending API: http://127.0.0.1:{mock_port}/docs/\n"
+            f"logs: {log_file} (notifyctl logs --mailing ID)"
         )
         with Live(_stats_view(cli), refresh_per_second=2, transient=False) as live:
             while all(child.poll() is None for child in children):

@@ -147,7 +147,8 @@ def daemon(
     """Run the sender: activate mailings at their start, deliver, retry, expire at the end.
 
     Tunables are settings (NOTIFY_CONCURRENCY, NOTIFY_RATE_LIMIT, NOTIFY_REQUEST_TIMEOUT,
-    NOTIFY_MAX_ATTEMPTS, ...; see the README). SIGTERM or Ctrl-C drains: no new claims,
+    NOTIFY_MAX_ATTEMPTS, ...; see the README). Prometheus metrics are served on
+    NOTIFY_METRICS_PORT (9100; 0 = off). SIGTERM or Ctrl-C drains: no new claims,
     requests in flight finish, the rest is given back. On SQLite one daemon runs at a time;
     on PostgreSQL start as many as you like.
 
@@ -182,8 +183,15 @@ def daemon(
             if is_sqlite(engine):
                 take_over_orphans(engine)
             args = ["daemon", "--child", *(["--burst"] if burst else [])]
-            code = run_children(processes, args, child_environment(cli.settings.database_url))
+            environment = child_environment(cli.settings.database_url, cli.settings.metrics_port)
+            code = run_children(processes, args, environment)
         raise typer.Exit(code)
+
+    from daemon.metrics import DaemonMetrics
+
+    metrics = DaemonMetrics()
+    if cli.settings.metrics_port:
+        metrics.serve(cli.settings.metrics_host, cli.settings.metrics_port)
 
     async def main() -> None:
         worker = Worker(
@@ -191,6 +199,7 @@ def daemon(
             settings=cli.settings,
             burst=burst,
             exclusive=is_sqlite(engine) and not child,
+            metrics=metrics,
         )
         with stop_on_signals(worker.stop):
             counters = await worker.run()

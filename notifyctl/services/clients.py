@@ -1,5 +1,6 @@
 """Clients: the directory that mailings are sent to."""
 
+from loguru import logger
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -36,6 +37,12 @@ def create_client(*, session: Session, client_in: ClientCreate, default_timezone
     _ensure_phone_free(session, phone)
     session.add(client)
     _flush_unique(session, phone)
+    logger.bind(client_id=client.id).info(
+        "client created: operator {op}, tag {tag!r}, timezone {tz}",
+        op=client.operator_code,
+        tag=client.tag,
+        tz=client.timezone,
+    )
     return client
 
 
@@ -58,6 +65,8 @@ def update_client(*, session: Session, client_id: int, client_in: ClientUpdate) 
     client.updated_at = utcnow()
     session.add(client)
     _flush_unique(session, client.phone)
+    changed = sorted(client_in.model_dump(exclude_none=True))
+    logger.bind(client_id=client.id).info("client updated: {fields}", fields=", ".join(changed))
     return client
 
 
@@ -74,6 +83,9 @@ def delete_client(*, session: Session, client_id: int) -> int:
     ).rowcount
     session.delete(client)
     session.flush()
+    logger.bind(client_id=client_id).info(
+        "client deleted: {n} of its pending messages cancelled", n=cancelled
+    )
     return cancelled
 
 

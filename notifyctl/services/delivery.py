@@ -60,6 +60,20 @@ def live_mailings(*, session: Session, now: datetime) -> dict[int, MailingSnapsh
     }
 
 
+def unsent_count(*, session: Session, mailing_ids: list[int]) -> int:
+    """Messages of these mailings not yet final (pending or sending): the backlog."""
+    if not mailing_ids:
+        return 0
+    return session.execute(
+        sa.select(sa.func.count())
+        .select_from(Message)
+        .where(
+            Message.mailing_id.in_(mailing_ids),
+            Message.status.in_([MessageStatus.pending, MessageStatus.sending]),
+        )
+    ).scalar_one()
+
+
 def due_for_activation(*, session: Session, now: datetime) -> list[Mailing]:
     """Mailings whose start has come and whose audience is not materialised yet.
 

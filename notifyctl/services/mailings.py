@@ -3,6 +3,7 @@
 from datetime import datetime
 
 import sqlalchemy as sa
+from loguru import logger
 from sqlmodel import Session
 
 from notifyctl.errors import Conflict, InvalidInput, NotFound
@@ -88,7 +89,19 @@ def create_mailing(*, session: Session, mailing_in: MailingCreate) -> Mailing:
     )
     session.add(mailing)
     session.flush()
+    _log(mailing).info(
+        "mailing created: starts {start}, ends {end}, operators {ops}, tags {tags}, window {w}",
+        start=mailing.start_at.isoformat(),
+        end=mailing.end_at.isoformat(),
+        ops=mailing.operator_codes or "any",
+        tags=mailing.tags or "any",
+        w=f"{mailing.window_start}-{mailing.window_end}" if mailing.window_start else "none",
+    )
     return mailing
+
+
+def _log(mailing: Mailing):
+    return logger.bind(mailing_id=mailing.id)
 
 
 def _refuse_if_over(mailing: Mailing, action: str) -> MailingState:
@@ -135,6 +148,8 @@ def update_mailing(*, session: Session, mailing_id: int, mailing_in: MailingUpda
             audience.drop_unmatched(session=session, mailing=mailing)
             audience.materialise(session=session, mailing=mailing)
         _reschedule_pending(session, mailing)
+    changed = sorted(mailing_in.model_dump(exclude_unset=True, exclude_defaults=True))
+    _log(mailing).info("mailing updated: {fields}", fields=", ".join(changed) or "nothing")
     return mailing
 
 
@@ -163,6 +178,7 @@ def cancel_mailing(*, session: Session, mailing_id: int) -> Mailing:
         .values(status=MessageStatus.cancelled, next_attempt_at=None)
     )
     session.flush()
+    _log(mailing).info("mailing cancelled: its pending messages are cancelled")
     return mailing
 
 
@@ -174,6 +190,7 @@ def pause_mailing(*, session: Session, mailing_id: int) -> Mailing:
     mailing.paused_at = mailing.updated_at = utcnow()
     session.add(mailing)
     session.flush()
+    _log(mailing).info("mailing paused")
     return mailing
 
 
@@ -187,6 +204,7 @@ def resume_mailing(*, session: Session, mailing_id: int) -> Mailing:
     session.add(mailing)
     session.flush()
     _reschedule_pending(session, mailing)
+    _log(mailing).info("mailing resumed")
     return mailing
 
 
@@ -200,11 +218,13 @@ def retry_failed(*, session: Session, mailing_id: int) -> int:
     mailing.completed_at = None
     mailing.updated_at = utcnow()
     session.add(mailing)
-    return session.execute(
+    retried = session.execute(
         sa.update(Message)
         .where(Message.mailing_id == mailing.id, Message.status == MessageStatus.failed)
         .values(status=MessageStatus.pending, next_attempt_at=utcnow(), last_error=None)
     ).rowcount
+    _log(mailing).info("mailing retry: {n} failed messages are pending again", n=retried)
+    return retried
 
 
 def delete_mailing(*, session: Session, mailing_id: int) -> None:
@@ -212,6 +232,7 @@ def delete_mailing(*, session: Session, mailing_id: int) -> None:
     mailing = get_mailing(session=session, mailing_id=mailing_id)
     session.delete(mailing)
     session.flush()
+    _log(mailing).info("mailing deleted with its messages")
 
 
 def list_mailings(*, session: Session, limit: int = 100, offset: int = 0) -> Page[Mailing]:

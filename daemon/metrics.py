@@ -1,0 +1,122 @@
+"""The daemon's Prometheus metrics (prometheus-client), served on NOTIFY_METRICS_PORT.
+
+Each worker gets its own registry so that several workers in one process (tests) do not
+collide; the CLI serves the registry of the process's one worker. ``docs/metrics.md``
+lists every metric with its labels.
+"""
+
+from loguru import logger
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Enum,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+
+from daemon.breaker import BreakerState
+from notifyctl.models import FINAL_STATUSES
+from notifyctl.services.delivery import AttemptRecord
+
+disable_created_metrics()  # the *_created series double every family for little use
+
+#: Request durations: the mock answers in ms, a slow real API in seconds.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+def error_kind(attempt: AttemptRecord) -> str:
+    """What went wrong with a failed request, as a small fixed set of label values."""
+    status, error = attempt.http_status, attempt.error or ""
+    if status is None:
+        return "timeout" if error.startswith("timed out") else "connection"
+    if status == 200:
+        return "garbage" if error.startswith("malformed") else "rejected"
+    if status == 401:
+        return "unauthorized"
+    if status == 429:
+        return "rate_limited"
+    if status >= 500:
+        return "server_error"
+    return "rejected" if 400 <= status < 500 else "unexpected"
+
+
+class DaemonMetrics:
+    """Counters, gauges and histograms of one worker."""
+
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry()
+        self.messages = Counter(
+            "notifyctl_messages",
+            "Messages this daemon brought to a final status",
+            ["status"],
+            registry=registry,
+        )
+        self.requests = Counter(
+            "notifyctl_sender_requests", "Requests made to the sending API", registry=registry
+        )
+        self.send_seconds = Histogram(
+            "notifyctl_send_duration_seconds",
+            "Duration of one request to the sending API",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.errors = Counter(
+            "notifyctl_sender_errors",
+            "Failed requests to the sending API, by kind",
+            ["kind"],
+            registry=registry,
+        )
+        self.retries = Counter(
+            "notifyctl_retries",
+            "Requests that repeat an earlier failed request of the same message",
+            registry=registry,
+        )
+        self.breaker = Enum(
+            "notifyctl_circuit_breaker_state",
+            "State of the circuit breaker in front of the sending API",
+            states=[state.value for state in BreakerState],
+            registry=registry,
+        )
+        self.pending = Gauge(
+            "notifyctl_pending_messages",
+            "Messages of live mailings not yet final (pending or sending), whole database",
+            registry=registry,
+        )
+        self.active = Gauge(
+            "notifyctl_active_mailings",
+            "Mailings running now (started, not ended, not paused)",
+            registry=registry,
+        )
+        self.takeovers = Counter(
+            "notifyctl_lease_takeovers",
+            "Messages taken over from a daemon that stopped answering",
+            registry=registry,
+        )
+        for status in FINAL_STATUSES:
+            self.messages.labels(status.value)
+        self.breaker.state(BreakerState.closed.value)
+
+    def observe(self, attempts: list[AttemptRecord], *, earlier: int, status: str) -> None:
+        """Count one message's requests (``earlier`` made before this claim) and outcome."""
+        for index, attempt in enumerate(attempts):
+            self.requests.inc()
+            self.send_seconds.observe(attempt.duration_ms / 1000)
+            if attempt.error:
+                self.errors.labels(error_kind(attempt)).inc()
+            if earlier + index > 0:
+                self.retries.inc()
+        if status in FINAL_STATUSES:
+            self.messages.labels(status).inc()
+
+    def serve(self, host: str, port: int) -> bool:
+        """Expose the metrics over HTTP; a taken port is logged, not fatal."""
+        from prometheus_client import start_http_server
+
+        try:
+            start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            logger.warning("metrics not served on {h}:{p}: {e}", h=host, p=port, e=exc)
+            return False
+        logger.info("metrics on http://{h}:{p}/metrics", h=host, p=port)
+        return True

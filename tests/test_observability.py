@@ -1,0 +1,231 @@
+"""Logs by mailing, message and client; Prometheus metrics of the API and the daemon."""
+
+import json
+import sys
+from urllib.request import urlopen
+
+import pytest
+from fastapi.testclient import TestClient
+from loguru import logger
+from prometheus_client.parser import text_string_to_metric_families
+from sqlmodel import select
+
+from daemon.metrics import DaemonMetrics
+from mock import server
+from notifyctl.config import Settings
+from notifyctl.logfile import readable
+from notifyctl.logs import configure_logging, redact
+from notifyctl.models import Attempt, Message
+from notifyctl.services import tokens
+from tests.daemon_helpers import MockApi, run_worker, settings_for
+from tests.factories import add_clients, add_mailing
+from tests.servers import free_port, running
+from web.app import create_app
+
+LOGIN = "nfy_observability-login-token"
+
+
+@pytest.fixture
+def mock_api():
+    with running(server.config(seed=5)) as url:
+        yield MockApi(url)
+
+
+@pytest.fixture
+def log_file(tmp_path):
+    """Every line of the test in a JSON log file; loguru's default sink afterwards."""
+    path = tmp_path / "logs" / "notifyctl.jsonl"
+    yield path
+    logger.remove()
+    logger.configure(patcher=None)
+    logger.add(sys.stderr)
+
+
+def lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def samples(exposition: str) -> dict[tuple[str, tuple], float]:
+    """{(sample name, sorted labels): value} from a Prometheus text exposition."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+    }
+
+
+def test_a_mailing_message_and_client_can_each_be_pulled_from_the_log(
+    db_url, session, mock_api, log_file, cli
+):
+    settings = settings_for(db_url, mock_api, log_file=log_file)
+    configure_logging(settings)
+    add_clients(session, 20, tag="vip")
+    mailing = add_mailing(session, tags=["vip"])
+    mock_api.faults(error_rate=0.3)
+    api = create_app(settings=settings, engine=None, login_token=LOGIN)
+    with TestClient(api, headers={"Authorization": f"Bearer {LOGIN}"}) as client:
+        run_worker(settings)
+        assert client.get(f"/api/v1/mailings/{mailing.id}/stats").status_code == 200
+    retried = session.exec(select(Message).where(Message.attempts > 1)).first()
+    assert retried is not None, "the mock's 30 % errors should have made one retry"
+    attempts = session.exec(select(Attempt).where(Attempt.message_id == retried.id)).all()
+    logged = lines(log_file)
+
+    of_mailing = [line for line in logged if line.get("mailing_id") == mailing.id]
+    messages = {line["message"] for line in of_mailing}
+    assert any(m.startswith("mailing created") for m in messages)
+    assert any(m.startswith("mailing activated") for m in messages)
+    assert any(
+        m.startswith("GET /api/v1/mailings/") and "request_id" in line
+        for line in of_mailing
+        for m in [line["message"]]
+    )
+
+    of_message = [line for line in logged if line.get("message_id") == retried.id]
+    requests = [line for line in of_message if line["message"].startswith("request ")]
+    assert len(requests) == len(attempts) == retried.attempts
+    assert any("HTTP 5" in line["message"] for line in requests)  # the failure, with status
+    assert "HTTP 200" in requests[-1]["message"]
+    assert '"code"' in requests[-1]["message"]
+    assert any("retrying in" in line["message"] for line in of_message)  # the retry, with reason
+    assert of_message[-1]["message"] == "status sending -> sent"
+    assert {(line["mailing_id"], line["client_id"]) for line in of_message} == {
+        (mailing.id, retried.client_id)
+    }
+
+    of_client = [line for line in logged if line.get("client_id") == retried.client_id]
+    assert {line["message_id"] for line in of_client} == {retried.id}
+
+    pulled = cli("logs", "--message", str(retried.id), "--file", str(log_file))
+    assert pulled.exit_code == 0, pulled.output
+    assert pulled.output.splitlines() == [readable(line) for line in of_message]
+    as_json = cli("logs", "--client", str(retried.client_id), "--file", str(log_file), "--json")
+    assert [json.loads(line) for line in as_json.output.splitlines()] == of_client
+
+
+def test_no_token_or_secret_reaches_the_log(db_url, session, mock_api, log_file):
+    add_clients(session, 5)
+    add_mailing(session)
+    settings = settings_for(
+        db_url, mock_api, log_file=log_file, smtp_password="smtp-password-value"
+    )
+    configure_logging(settings)
+    api_token = tokens.create_token(session=session, name="script")[1]
+    session.commit()
+    app = create_app(settings=settings, engine=None, login_token=LOGIN)
+    with TestClient(app) as client:
+        client.get(f"/admin/login?token={LOGIN}")
+        client.get("/api/v1/stats", headers={"Authorization": f"Bearer {api_token}"})
+        client.get("/api/v1/stats", headers={"Authorization": "Bearer nfy_wrong-token-value"})
+        run_worker(settings)
+    logger.info(
+        "caller sent Authorization: Bearer {t} and {j}",
+        t=api_token,
+        j=settings.sender_token.get_secret_value(),
+    )
+    text = log_file.read_text()
+    assert text.count("\n") > 10
+    for secret in (
+        LOGIN,
+        api_token,
+        "nfy_wrong-token-value",
+        settings.sender_token.get_secret_value(),
+        "smtp-password-value",
+    ):
+        assert secret not in text
+    assert "[secret]" in text
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Authorization: Bearer abc.def-ghi",
+        "GET /admin/login?token=nfy_abcdefghijklmnop&next=/",
+        "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl",
+        "login with password=hunter2 now",
+    ],
+)
+def test_redaction_masks_tokens_wherever_they_appear(line):
+    masked = redact(line)
+    assert "[secret]" in masked
+    for secret in ("abc.def-ghi", "nfy_abcdefghijklmnop", "c2lnbmF0dXJl", "hunter2"):
+        assert secret not in masked
+
+
+def test_the_api_exposes_requests_by_route_and_status(db_url, engine):
+    app = create_app(settings=Settings(database_url=db_url), engine=engine, login_token=LOGIN)
+    with TestClient(app, headers={"Authorization": f"Bearer {LOGIN}"}) as client:
+        client.post("/api/v1/clients", json={"phone": "79161234567"})
+        client.get("/api/v1/clients/1")
+        client.get("/api/v1/clients/1")
+        client.get("/api/v1/clients/999")
+        exposition = client.get("/metrics")
+    assert exposition.headers["content-type"].startswith("text/plain")
+    values = samples(exposition.text)
+    route = "/api/v1/clients/{client_id}"
+    key = ("method", "GET"), ("route", route)
+    assert values[("notifyctl_http_requests_total", (*key, ("status", "200")))] == 2
+    assert values[("notifyctl_http_requests_total", (*key, ("status", "404")))] == 1
+    assert values[("notifyctl_http_request_duration_seconds_count", key)] == 3
+    created = (("method", "POST"), ("route", "/api/v1/clients"), ("status", "201"))
+    assert values[("notifyctl_http_requests_total", created)] == 1
+
+
+def test_the_daemon_exposes_outcomes_latency_errors_and_retries(db_url, session, mock_api):
+    add_clients(session, 60)
+    mailing = add_mailing(session)
+    mock_api.faults(error_rate=0.2, garbage_rate=0.1)
+    metrics = DaemonMetrics()
+    port = free_port()
+    assert metrics.serve("127.0.0.1", port)
+    settings = settings_for(db_url, mock_api)
+
+    from daemon.worker import Worker
+    from notifyctl.db import make_engine
+
+    engine = make_engine(db_url)
+    import asyncio
+
+    worker = Worker(engine=engine, settings=settings, burst=True, wait_scale=0.0, metrics=metrics)
+    asyncio.run(worker.run())
+    worker._job_snapshots()
+    worker._job_backlog()
+    engine.dispose()
+    with urlopen(f"http://127.0.0.1:{port}/metrics") as answer:
+        values = samples(answer.read().decode())
+    attempts = session.exec(select(Attempt)).all()
+    failed = [a for a in attempts if a.error]
+    assert values[("notifyctl_messages_total", (("status", "sent"),))] == 60
+    assert values[("notifyctl_sender_requests_total", ())] == len(attempts)
+    assert values[("notifyctl_send_duration_seconds_count", ())] == len(attempts)
+    errors = {
+        labels[0][1]: value
+        for (name, labels), value in values.items()
+        if name == "notifyctl_sender_errors_total"
+    }
+    assert errors.get("server_error", 0) > 0
+    assert errors.get("garbage", 0) > 0
+    assert sum(errors.values()) == len(failed)
+    assert values[("notifyctl_retries_total", ())] == len(attempts) - 60
+    state = ("notifyctl_circuit_breaker_state", (("notifyctl_circuit_breaker_state", "closed"),))
+    assert values[state] == 1
+    assert values[("notifyctl_pending_messages", ())] == 0
+    assert ("notifyctl_lease_takeovers_total", ()) in values
+    assert mailing.id
+
+
+def test_every_metric_is_documented(db_url, engine):
+    from pathlib import Path
+
+    documented = (Path(__file__).resolve().parent.parent / "docs" / "metrics.md").read_text()
+    app = create_app(settings=Settings(database_url=db_url), engine=engine, login_token=LOGIN)
+    with TestClient(app) as client:
+        client.get("/healthz")
+        api_exposition = client.get("/metrics").text
+    from prometheus_client import generate_latest
+
+    daemon_exposition = generate_latest(DaemonMetrics().registry).decode()
+    for exposition in (api_exposition, daemon_exposition):
+        for family in text_string_to_metric_families(exposition):
+            suffix = "_total" if family.type == "counter" else ""
+            assert f"`{family.name}{suffix}`" in documented, family.name
