@@ -229,3 +229,39 @@ def test_every_metric_is_documented(db_url, engine):
         for family in text_string_to_metric_families(exposition):
             suffix = "_total" if family.type == "counter" else ""
             assert f"`{family.name}{suffix}`" in documented, family.name
+
+
+def test_follow_prints_new_lines_across_a_rotation(tmp_path):
+    import threading
+    import time
+
+    from notifyctl.logfile import follow_lines, read_lines
+
+    path = tmp_path / "app.jsonl"
+    path.write_text(json.dumps({"message": "old", "mailing_id": 1}) + "\n")
+    seen: list[dict] = []
+
+    def write() -> None:
+        time.sleep(0.3)
+        with path.open("a") as stream:
+            stream.write(json.dumps({"message": "before rotation", "mailing_id": 1}) + "\n")
+        time.sleep(0.5)
+        path.rename(tmp_path / "app.2026-11-27_00-00-00_000000.jsonl")  # as loguru rotates
+        path.write_text(json.dumps({"message": "after rotation", "mailing_id": 1}) + "\n")
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    deadline = time.monotonic() + 10
+    for record in follow_lines(path, stop=lambda: time.monotonic() > deadline):
+        seen.append(record)
+        if len(seen) == 2:
+            break
+    writer.join()
+    assert [r["message"] for r in seen] == ["before rotation", "after rotation"]
+    assert [r["message"] for r in read_lines(path)] == ["old", "before rotation", "after rotation"]
+
+
+def test_logs_without_a_log_file_is_one_clear_error(cli):
+    answer = cli("logs", "--mailing", "1")
+    assert answer.exit_code == 2
+    assert "NOTIFY_LOG_FILE" in answer.output
