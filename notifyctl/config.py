@@ -130,6 +130,8 @@ class Settings(BaseSettings):
     oidc_allowed_groups: list[str] = []
 
     # --- the admin UI ----------------------------------------------------------------
+    #: the login token `notifyctl api` accepts (login link, bearer); unset = random per start
+    login_token: SecretStr | None = None
     #: signs the admin UI's session cookies; unset = a random key per process, so sign-ins
     #: end when the API restarts (set it when several API replicas serve one UI)
     session_secret: SecretStr | None = None

@@ -17,6 +17,7 @@ from notifyctl.errors import StorageError
 
 #: The newest migration; ``tests/test_migrations.py`` checks it against the scripts.
 HEAD_REVISION = "0003"
+MIGRATION_LOCK = 7_245_310_911  # pg_advisory lock key held while migrating
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000  # milliseconds a writer waits for the lock
 
@@ -127,6 +128,10 @@ def upgrade(engine: Engine) -> None:
     config.set_main_option("script_location", "notifyctl:migrations")
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Several processes may start on one empty database at once (a migration
+                # Job beside API pods): one migrates, the others wait here and find it done.
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     except (OperationalError, DBAPIError) as exc:

@@ -55,3 +55,45 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path):
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_processes_starting_together_on_an_empty_postgres_migrate_it_once(postgres_url):
+    """A migration Job and API pods on a new database: none fails, the schema is whole."""
+    import threading
+    import uuid
+
+    from sqlalchemy.engine import make_url
+
+    from notifyctl.db import upgrade
+    from tests.conftest import POSTGRES_ADMIN_URL
+
+    admin = make_engine(POSTGRES_ADMIN_URL)
+    name = f"notifyctl_race_{uuid.uuid4().hex[:8]}"
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    errors: list[Exception] = []
+
+    def start() -> None:
+        engine = make_engine(url)
+        try:
+            upgrade(engine)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            engine.dispose()
+
+    try:
+        threads = [threading.Thread(target=start) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        engine = make_engine(url)
+        assert current_revision(engine) == HEAD_REVISION
+        engine.dispose()
+    finally:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()

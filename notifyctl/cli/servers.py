@@ -190,10 +190,10 @@ def daemon(
     from daemon.metrics import DaemonMetrics
 
     metrics = DaemonMetrics()
-    if cli.settings.metrics_port:
-        metrics.serve(cli.settings.metrics_host, cli.settings.metrics_port)
 
     async def main() -> None:
+        if cli.settings.metrics_port:  # only once this daemon may run (SQLite's lock)
+            metrics.serve(cli.settings.metrics_host, cli.settings.metrics_port)
         worker = Worker(
             engine=engine,
             settings=cli.settings,
@@ -257,7 +257,6 @@ def api(
 
     Example: notifyctl api --host 0.0.0.0 --port 8000
     """
-    import os
 
     import uvicorn
 
@@ -267,7 +266,8 @@ def api(
     from web.app import create_app
 
     cli = state(ctx)
-    login = os.environ.get("NOTIFY_LOGIN_TOKEN") or new_secret()
+    given = cli.settings.login_token
+    login = (given.get_secret_value() if given else "") or new_secret()
     app = create_app(settings=cli.settings, engine=cli.engine, login_token=login)
     configure_logging(cli.settings)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host

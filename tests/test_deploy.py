@@ -1,0 +1,462 @@
+"""Deployment files, validated offline: Dockerfile, docker-compose, Kubernetes, GitLab CI.
+
+No Docker engine or cluster runs here. The compose file and the GitLab pipeline are
+checked against their JSON schemas (check-jsonschema's builtin copies), the Kubernetes
+manifests as `kubectl kustomize` renders them against the Kubernetes schemas
+(kubernetes-validate), and every command and variable they use against the CLI and the
+settings. Then the image's commands run as plain processes with the compose file's
+environment, against the local PostgreSQL.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import kubernetes_validate
+import pytest
+import yaml
+from typer.main import get_command
+
+from notifyctl.cli import app
+from notifyctl.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
+KUBERNETES = "1.32.0"
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+APP_SERVICES = {name: s for name, s in COMPOSE["services"].items() if "build" in s}
+
+
+def cli_envvars() -> set[str]:
+    """Every environment variable a CLI option reads."""
+    found: set[str] = set()
+
+    def walk(command) -> None:
+        for param in command.params:
+            envvar = getattr(param, "envvar", None)
+            found.update([envvar] if isinstance(envvar, str) else envvar or [])
+        for sub in getattr(command, "commands", {}).values():
+            walk(sub)
+
+    walk(get_command(app))
+    return found
+
+
+KNOWN_VARIABLES = {f"NOTIFY_{name.upper()}" for name in Settings.model_fields} | cli_envvars()
+
+
+def resolve_cli(args: list[str]) -> None:
+    """Parse ``notifyctl ARGS`` as the CLI would: unknown commands or options raise."""
+    command = get_command(app)
+    context = command.make_context("notifyctl", list(args))
+    rest = [*context._protected_args, *context.args]
+    while hasattr(command, "commands") and rest:
+        name, command, rest = command.resolve_command(context, rest)
+        context = command.make_context(name, rest, parent=context)
+        rest = [*getattr(context, "_protected_args", []), *context.args]
+    assert not hasattr(command, "commands"), f"{args} names a group, not a command"
+
+
+def check_jsonschema(schema: str, path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", schema, str(path)],
+        capture_output=True,
+        text=True,
+    )
+
+
+# --- Dockerfile ------------------------------------------------------------------------
+
+
+def dockerfile_stages() -> list[list[str]]:
+    stages: list[list[str]] = []
+    for line in (ROOT / "Dockerfile").read_text().replace("\\\n", " ").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("FROM "):
+            stages.append([])
+        if stages:
+            stages[-1].append(line)
+    return stages
+
+
+def test_the_image_is_multi_stage_pinned_and_runs_as_a_user():
+    text = (ROOT / "Dockerfile").read_text()
+    base = re.search(r"ARG PYTHON_IMAGE=(\S+)", text).group(1)
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", base), base  # an exact release
+    stages = dockerfile_stages()
+    assert len(stages) >= 2
+    final = stages[-1]
+    assert any(
+        re.fullmatch(r"USER (\d+)(:\d+)?", line) and not line.startswith("USER 0") for line in final
+    )
+    assert any(line.startswith("HEALTHCHECK") for line in final)
+    assert not re.search(r"gcc|build-essential|apt-get install", " ".join(final))
+    assert 'ENTRYPOINT ["notifyctl"]' in final
+    cmd = next(line for line in final if line.startswith("CMD "))
+    resolve_cli(yaml.safe_load(cmd.removeprefix("CMD ")))
+
+
+def test_the_image_copies_every_package_we_ship():
+    text = (ROOT / "Dockerfile").read_text()
+    for package in ("notifyctl", "daemon", "mock", "web"):
+        assert f"COPY {package} ./{package}" in text
+
+
+# --- docker compose ---------------------------------------------------------------------
+
+
+def test_compose_file_follows_the_compose_specification():
+    result = check_jsonschema("vendor.compose-spec", ROOT / "docker-compose.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_runs_everything_the_issue_asks_for():
+    services = COMPOSE["services"]
+    assert {"postgres", "migrate", "api", "daemon", "mock", "prometheus"} <= set(services)
+    assert "pgdata:/var/lib/postgresql/data" in services["postgres"]["volumes"]
+    assert services["daemon"]["deploy"]["replicas"] == 2
+    assert services["migrate"]["command"] == ["db", "upgrade"]
+    for name in ("api", "daemon"):
+        assert services[name]["depends_on"]["migrate"]["condition"] == (
+            "service_completed_successfully"
+        )
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["api"]["ports"] == ["${API_PORT:-8000}:8000"]
+    mounted = services["prometheus"]["volumes"][0].split(":")[0]
+    assert (ROOT / mounted).exists()
+
+
+@pytest.mark.parametrize("name", sorted(APP_SERVICES))
+def test_every_compose_command_exists_in_the_cli(name):
+    resolve_cli(APP_SERVICES[name]["command"])
+
+
+def test_every_variable_in_compose_and_env_example_is_a_setting_or_an_option():
+    for name, service in APP_SERVICES.items():
+        for variable in service.get("environment", {}):
+            assert variable in KNOWN_VARIABLES, f"{name}: {variable}"
+    compose_text = (ROOT / "docker-compose.yml").read_text()
+    example = dotenv(ROOT / ".env.example")
+    for variable in example:
+        assert variable in KNOWN_VARIABLES or f"${{{variable}" in compose_text, variable
+        assert f"${{{variable}" in compose_text, f"{variable} in .env.example is never used"
+    for variable in re.findall(r"\$\{(\w+):\?", compose_text):
+        assert variable in example, f"{variable} is required but not in .env.example"
+
+
+def dotenv(path: Path) -> dict[str, str]:
+    pairs = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def test_the_prometheus_config_scrapes_the_api_and_the_daemons():
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["notifyctl-api"]["static_configs"][0]["targets"] == ["api:8000"]
+    assert jobs["notifyctl-daemon"]["dns_sd_configs"][0] == {
+        "names": ["daemon"],
+        "type": "A",
+        "port": 9100,
+    }
+
+
+# --- GitLab CI ---------------------------------------------------------------------------
+
+
+def test_gitlab_pipeline_follows_gitlabs_schema():
+    result = check_jsonschema("vendor.gitlab-ci", ROOT / ".gitlab-ci.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_gitlab_pipeline_lints_tests_on_postgres_and_builds_on_the_default_branch():
+    pipeline = yaml.safe_load((ROOT / ".gitlab-ci.yml").read_text())
+    assert pipeline["stages"] == ["lint", "test", "build"]
+    assert "make lint" in pipeline["lint"]["script"]
+    test = pipeline["test"]
+    assert "make test" in test["script"]
+    assert test["services"][0]["name"].startswith("postgres:")
+    assert "postgres:5432" in test["variables"]["NOTIFY_TEST_POSTGRES_URL"]
+    assert test["cache"]["paths"][0] == ".venv/"
+    build = pipeline["build-image"]
+    assert build["rules"] == [{"if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"}]
+    assert any("docker push" in line for line in build["script"])
+
+
+# --- Kubernetes --------------------------------------------------------------------------
+
+
+def kustomize(path: Path) -> list[dict]:
+    if not Path(KUBECTL).exists():
+        pytest.fail("kubectl (with kustomize v5) is needed to render deploy/k8s", False)
+    rendered = subprocess.run(
+        [KUBECTL, "kustomize", str(path)], capture_output=True, text=True, check=False
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    return [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
+
+
+@pytest.fixture(scope="module")
+def overlay(tmp_path_factory) -> list[dict]:
+    """The example overlay rendered, with secrets.env made from its example."""
+    copy = tmp_path_factory.mktemp("k8s") / "k8s"
+    shutil.copytree(ROOT / "deploy" / "k8s", copy)
+    example = copy / "overlays" / "example"
+    shutil.copy(example / "secrets.env.example", example / "secrets.env")
+    return kustomize(example)
+
+
+@pytest.fixture(scope="module")
+def base() -> list[dict]:
+    return kustomize(ROOT / "deploy" / "k8s" / "base")
+
+
+def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
+    return {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == kind}
+
+
+@pytest.mark.parametrize("which", ["base", "overlay"])
+def test_every_rendered_manifest_is_valid_kubernetes(which, request):
+    for doc in request.getfixturevalue(which):
+        try:
+            kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {exc.message}")
+
+
+def test_the_base_has_every_piece(base):
+    deployments = by_kind(base, "Deployment")
+    assert set(deployments) == {"notifyctl-api", "notifyctl-daemon", "notifyctl-mock"}
+    assert deployments["notifyctl-daemon"]["spec"]["replicas"] == 2
+    assert set(by_kind(base, "Service")) >= {"notifyctl-api", "notifyctl-mock"}
+    assert "notifyctl-api" in by_kind(base, "Ingress")
+    assert "notifyctl-migrate" in by_kind(base, "Job")
+    pdb = by_kind(base, "PodDisruptionBudget")["notifyctl-daemon"]
+    assert (
+        pdb["spec"]["selector"]["matchLabels"]
+        == (deployments["notifyctl-daemon"]["spec"]["selector"]["matchLabels"])
+    )
+    assert any(name.startswith("notifyctl-config") for name in by_kind(base, "ConfigMap"))
+    assert any(name.startswith("notifyctl-secrets") for name in by_kind(base, "Secret"))
+
+
+def containers(docs: list[dict]):
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "Job"):
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                yield doc, container
+
+
+def test_every_container_has_probes_limits_and_an_existing_command(base):
+    for doc, container in containers(base):
+        resources = container["resources"]
+        assert resources["requests"], container["name"]
+        assert resources["limits"], container["name"]
+        if doc["kind"] == "Deployment":
+            assert "readinessProbe" in container
+            assert "livenessProbe" in container
+        resolve_cli(container["args"])
+        for probe in ("readinessProbe", "livenessProbe"):
+            command = container.get(probe, {}).get("exec", {}).get("command")
+            if command:
+                assert command[0] == "notifyctl"
+                resolve_cli(command[1:])
+
+
+def test_every_variable_in_the_manifests_is_a_setting_or_an_option(base):
+    for doc in base:
+        if doc["kind"] in ("ConfigMap", "Secret"):
+            for key in doc.get("data", {}):
+                assert key in KNOWN_VARIABLES, f"{doc['metadata']['name']}: {key}"
+    for _, container in containers(base):
+        for variable in container.get("env", []):
+            assert variable["name"] in KNOWN_VARIABLES
+
+
+def test_the_overlay_sets_namespace_image_host_secrets_and_scale(overlay):
+    assert {doc["metadata"].get("namespace") for doc in overlay if doc["kind"] != "Namespace"} == {
+        "notifyctl"
+    }
+    deployments = by_kind(overlay, "Deployment")
+    assert deployments["notifyctl-daemon"]["spec"]["replicas"] == 3
+    image = deployments["notifyctl-api"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "registry.gitlab.com/your-group/notifyctl:0.1.0"
+    ingress = by_kind(overlay, "Ingress")["notifyctl-api"]
+    assert ingress["spec"]["rules"][0]["host"] == "notifyctl.mycompany.com"
+    assert ingress["spec"]["tls"][0]["secretName"] == "notifyctl-mycompany-tls"
+    (secret,) = by_kind(overlay, "Secret").values()
+    assert set(secret["data"]) == set(
+        dotenv(ROOT / "deploy/k8s/overlays/example/secrets.env.example")
+    )
+    referenced = deployments["notifyctl-api"]["spec"]["template"]["spec"]["containers"][0]
+    assert referenced["envFrom"][1]["secretRef"]["name"] == secret["metadata"]["name"]
+
+
+# --- the image's commands as plain processes --------------------------------------------
+
+
+def interpolate(value: str, values: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error}, from ``values``."""
+
+    def one(match: re.Match) -> str:
+        name, op, rest = match.group(1), match.group(2), match.group(3)
+        if values.get(name):
+            return values[name]
+        if op == ":?":
+            raise AssertionError(f"compose needs {name}: {rest}")
+        return rest if op == ":-" else ""
+
+    return re.sub(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}", one, value)
+
+
+def free_port() -> int:
+    from tests.servers import free_port as pick
+
+    return pick()
+
+
+def wait_healthy(url: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} never answered")
+
+
+@pytest.fixture
+def empty_postgres(postgres_url):
+    """A database nobody migrated yet, like compose's first start."""
+    import uuid
+
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    from notifyctl.db import make_engine
+    from tests.conftest import POSTGRES_ADMIN_URL
+
+    name = f"notifyctl_deploy_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(POSTGRES_ADMIN_URL)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name)
+    yield url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.mark.slow
+def test_the_compose_services_run_as_plain_processes(empty_postgres, tmp_path):
+    """migrate, mock, api and daemon: compose's commands and variables, local addresses."""
+    ports = {"api": free_port(), "mock": free_port(), "metrics": free_port()}
+    secrets = {
+        "POSTGRES_PASSWORD": "unused-here",
+        "MOCK_SECRET": "deploy-test-mock-secret",
+        "NOTIFY_SESSION_SECRET": "deploy-test-session-secret",
+        "NOTIFY_LOGIN_TOKEN": "nfy_deploy-test-login",
+    }
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "MOCK_"))}
+    # The token the README has you print with `mock --print-token`, signed with MOCK_SECRET.
+    printed = subprocess.run(
+        [sys.executable, "-m", "notifyctl", "mock", "--print-token"],
+        env=base_env | {"MOCK_SECRET": secrets["MOCK_SECRET"]},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    secrets["NOTIFY_SENDER_TOKEN"] = printed.stdout.strip()
+    local = {
+        "@postgres:5432/notifyctl": None,  # the whole URL is replaced below
+        "http://mock:8001": f"http://127.0.0.1:{ports['mock']}",
+    }
+
+    def environment(name: str) -> dict[str, str]:
+        env = {
+            key: interpolate(str(value), secrets)
+            for key, value in APP_SERVICES[name].get("environment", {}).items()
+        }
+        for key, value in env.items():
+            if key == "NOTIFY_DATABASE_URL":
+                assert "@postgres:5432/notifyctl" in value
+                env[key] = empty_postgres
+            for there, here in local.items():
+                if here and there in value:
+                    env[key] = value.replace(there, here)
+        if "NOTIFY_METRICS_PORT" in env:
+            env["NOTIFY_METRICS_PORT"] = str(ports["metrics"])
+        return base_env | env
+
+    def command(name: str) -> list[str]:
+        args = list(APP_SERVICES[name]["command"])
+        if "--port" in args:
+            args[args.index("--port") + 1] = str(ports[name])
+        return [sys.executable, "-m", "notifyctl", *args]
+
+    migrate = subprocess.run(
+        command("migrate"), env=environment("migrate"), capture_output=True, text=True
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    running = {}
+    try:
+        for name in ("mock", "api", "daemon"):
+            running[name] = subprocess.Popen(
+                command(name),
+                env=environment(name),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        wait_healthy(f"http://127.0.0.1:{ports['mock']}/healthz", running["mock"])
+        wait_healthy(f"http://127.0.0.1:{ports['api']}/healthz", running["api"])
+        health = subprocess.run(
+            APP_SERVICES["daemon"]["healthcheck"]["test"][1:],
+            env=environment("daemon") | {"PATH": f"{BIN}:{os.environ['PATH']}"},
+            capture_output=True,
+        )
+        assert health.returncode == 0, health.stderr
+
+        api = httpx.Client(
+            base_url=f"http://127.0.0.1:{ports['api']}",
+            headers={"Authorization": f"Bearer {secrets['NOTIFY_LOGIN_TOKEN']}"},
+        )
+        assert api.post("/api/v1/clients", json={"phone": "79161234567"}).status_code == 201
+        mailing = api.post(
+            "/api/v1/mailings",
+            json={
+                "text": "compose",
+                "start_at": "2020-01-01T00:00:00Z",
+                "end_at": "2099-01-01T00:00:00Z",
+            },
+        ).json()
+        deadline = time.monotonic() + 30
+        counts = {}
+        while time.monotonic() < deadline and counts.get("sent") != 1:
+            time.sleep(0.3)
+            counts = api.get(f"/api/v1/mailings/{mailing['id']}/stats").json()["by_status"]
+        assert counts["sent"] == 1
+        assert api.get("/docs/").status_code == 200
+        scraped = httpx.get(f"http://127.0.0.1:{ports['metrics']}/metrics").text
+        assert 'notifyctl_messages_total{status="sent"} 1.0' in scraped
+    finally:
+        for process in running.values():
+            process.send_signal(signal.SIGTERM)
+        codes = {name: process.wait(40) for name, process in running.items()}
+    # uvicorn shuts down gracefully, then re-raises the SIGTERM it caught (-15).
+    assert codes["daemon"] == 0
+    assert {codes["api"], codes["mock"]} <= {0, -signal.SIGTERM}
