@@ -23,7 +23,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-bench: $(STAMP) ## benchmarks; rewrites bench/RESULTS.md
+bench: $(STAMP) ## benchmarks; rewrites bench/RESULTS.md and bench/scale.png
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench
 
 screenshots: $(STAMP) ## re-take docs/admin-*.png with the browser tests (needs /usr/bin/chromium)

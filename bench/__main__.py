@@ -2,7 +2,8 @@
 
 python -m bench                      # everything at full size (make bench)
 python -m bench --size small         # a quick pass at a tenth of the sizes
-python -m bench --only throughput    # one part: startup, import, stats, throughput, memory
+python -m bench --only throughput    # one part: startup, import, stats, throughput,
+                                     # daemons, memory, scale, api, chaos
 """
 
 import argparse
@@ -21,23 +22,15 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from bench import data
+from bench.chaos import bench_chaos
+from bench.common import POSTGRES, SIZES, Row, env_for, run_mailing
+from bench.daemons import bench_daemons
 from bench.loadgen import load
 from bench.runner import mock_process, notifyctl, timed
+from bench.scale import bench_scale
 from notifyctl.db import make_engine
 
 HERE = Path(__file__).resolve().parent
-POSTGRES = os.environ.get(
-    "NOTIFY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/notifyctl_bench"
-)
-SIZES = {
-    "full": {"import": 1_000_000, "stats": 1_000_000, "throughput": 100_000, "memory": 1_000_000},
-    "small": {"import": 100_000, "stats": 100_000, "throughput": 10_000, "memory": 100_000},
-}
-Row = tuple[str, str, str, str]  # figure, target, result, command
-
-
-def env_for(url: str, **extra: str) -> dict:
-    return dict(os.environ) | {"NOTIFY_DATABASE_URL": url, "NOTIFY_LOG_LEVEL": "WARNING"} | extra
 
 
 def bench_startup(_size, _work: Path) -> list[Row]:
@@ -104,50 +97,6 @@ def bench_stats(size, work: Path) -> list[Row]:
             )
         )
     return rows
-
-
-def _mailing_figures(url: str) -> tuple[datetime, datetime, dict[str, int]]:
-    engine = make_engine(url)
-    with engine.connect() as connection:
-        activated = connection.execute(sa.text("SELECT activated_at FROM mailing")).scalar()
-        last = connection.execute(sa.text("SELECT max(sent_at) FROM message")).scalar()
-        counts = dict(
-            connection.execute(
-                sa.text("SELECT status, count(*) FROM message GROUP BY status")
-            ).all()
-        )
-    engine.dispose()
-    parse = (
-        (lambda v: datetime.fromisoformat(v).replace(tzinfo=UTC))
-        if isinstance(activated, str)
-        else (lambda v: v if v.tzinfo else v.replace(tzinfo=UTC))
-    )
-    return parse(activated), parse(last), counts
-
-
-def run_mailing(url: str, clients: int, mock, *, concurrency: int = 200, workers: int = 1) -> dict:
-    """A fresh database with ``clients`` clients, one mailing, ``daemon --burst``: figures."""
-    data.fresh_database(url)
-    data.add_clients(url, clients)
-    mock.forget()
-    env = env_for(url, NOTIFY_SENDER_URL=mock.send_url, NOTIFY_CONCURRENCY=str(concurrency))
-    subprocess.run(
-        notifyctl("mailing", "create", "--text", "bench", "--start", "now", "--end", "now+2h"),
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    run = timed(notifyctl("daemon", "--burst", "--workers", str(workers)), env=env)
-    assert run.returncode == 0, run.stderr
-    activated, last, counts = _mailing_figures(url)
-    elapsed = (last - activated).total_seconds()
-    return {
-        "rate": clients / elapsed,
-        "seconds": elapsed,
-        "rss": run.peak_rss_mb,
-        "counts": counts,
-        "received": mock.received(limit=1)["total"],
-    }
 
 
 def bench_throughput(size, work: Path) -> list[Row]:
@@ -352,8 +301,11 @@ PARTS = {
     "import": bench_import,
     "stats": bench_stats,
     "throughput": bench_throughput,
+    "daemons": bench_daemons,
     "memory": bench_memory,
+    "scale": bench_scale,
     "api": bench_api,
+    "chaos": bench_chaos,
 }
 
 
@@ -368,6 +320,24 @@ def machine() -> str:
     )
     system = f"{platform.system()} {platform.release()}"
     return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {system}"
+
+
+def versions() -> str:
+    """notifyctl, its main libraries, SQLite and the PostgreSQL server measured against."""
+    import sqlite3
+    from importlib.metadata import version
+
+    names = ("notifyctl", "sqlalchemy", "fastapi", "uvicorn", "httpx", "aiohttp", "psycopg")
+    found = [f"{name} {version(name)}" for name in names]
+    found.append(f"SQLite {sqlite3.sqlite_version}")
+    try:
+        engine = make_engine(POSTGRES)
+        with engine.connect() as connection:
+            found.append("PostgreSQL " + connection.exec_driver_sql("SHOW server_version").scalar())
+        engine.dispose()
+    except sa.exc.SQLAlchemyError:
+        pass
+    return ", ".join(found)
 
 
 def write_results(results: dict) -> None:
@@ -389,7 +359,9 @@ def write_results(results: dict) -> None:
         for figure, target, result, command in part["rows"]:
             lines.append(f"| {figure} | {target} | {result} | `{command}` | {part['measured']} |")
     machines = sorted({part["machine"] for part in results.values()})
-    lines += ["", "Machine: " + "; ".join(machines), ""]
+    lines += ["", "Machine: " + "; ".join(machines), "", "Versions: " + versions(), ""]
+    if (HERE / "scale.png").exists():
+        lines += ["![cost against audience size](scale.png)", ""]
     (HERE / "RESULTS.md").write_text("\n".join(lines))
 
 

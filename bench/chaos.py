@@ -285,3 +285,25 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def bench_chaos(size, _work) -> list:
+    """The soak as a benchmark part (`make bench`); a violation fails the run."""
+    from dataclasses import replace
+
+    plan = Plan() if size == "full" else replace(Plan(), messages=10_000)
+    result = run(plan)
+    if result.violations:
+        raise SystemExit("chaos: " + "; ".join(result.violations))
+    return [
+        (
+            f"chaos soak: {plan.messages:,} messages, PostgreSQL, {plan.daemons} daemons, mock "
+            f"{plan.latency_ms:.0f}-{plan.latency_ms + plan.jitter_ms:.0f} ms, "
+            f"{plan.error_rate:.0%} errors, {plan.garbage_rate:.0%} garbage, "
+            f"{plan.drop_rate:.0%} drops, {len(plan.outages)} outages of "
+            f"{plan.outage_seconds:.0f} s, SIGKILL every {plan.kill_every:.0f} s",
+            "no late, no client twice, all final, sent = accepted, repeats <= held at kills",
+            result.summary(),
+            f"python -m bench --only chaos --size {size}  (or python -m bench.chaos)",
+        )
+    ]

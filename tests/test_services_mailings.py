@@ -205,3 +205,21 @@ def test_list_is_newest_first_and_paged(session):
     ids = [add_mailing(session).id for _ in range(3)]
     page = mailings.list_mailings(session=session, limit=2)
     assert (page.total, [m.id for m in page.items]) == (3, ids[::-1][:2])
+
+
+def test_the_global_rate_limit_never_pays_out_one_interval_twice(session):
+    """A daemon that read the clock before waiting for the bucket's lock comes in late."""
+    from datetime import timedelta
+
+    from notifyctl.services.delivery import take_permits
+    from notifyctl.timeutil import utcnow
+
+    start = utcnow()
+    rate = 100.0
+    granted = take_permits(session=session, want=1000, rate=rate, now=start)  # the full bucket
+    for step in range(1, 11):  # one second in tenths, each followed by a late-comer
+        now = start + timedelta(seconds=step / 10)
+        granted += take_permits(session=session, want=1000, rate=rate, now=now)
+        stale = now - timedelta(seconds=0.09)
+        granted += take_permits(session=session, want=1000, rate=rate, now=stale)
+    assert granted <= rate * 0.2 + rate * 1  # the burst, plus one second's worth

@@ -413,7 +413,9 @@ def take_permits(*, session: Session, want: int, rate: float, now: datetime) -> 
     tokens = min(capacity, bucket.tokens + elapsed * rate)
     granted = min(want, int(tokens))
     bucket.tokens = tokens - granted
-    bucket.updated_at = now
+    # A daemon that read the clock before waiting for the row lock must not move the
+    # bucket's time back: the interval since would be paid out twice.
+    bucket.updated_at = max(bucket.updated_at, now)
     session.add(bucket)
     return granted
 
