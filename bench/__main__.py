@@ -26,7 +26,7 @@ from bench.chaos import bench_chaos
 from bench.common import POSTGRES, SIZES, Row, env_for, run_mailing
 from bench.daemons import bench_daemons
 from bench.loadgen import load
-from bench.runner import mock_process, notifyctl, timed
+from bench.runner import mock_process, notifyctl, timed, wait_http
 from bench.scale import bench_scale
 from notifyctl.db import make_engine
 
@@ -230,7 +230,7 @@ def bench_api(size, work: Path) -> list[Row]:
         )
         try:
             base = f"http://127.0.0.1:{port}"
-            _wait_http(f"{base}/healthz")
+            wait_http(f"{base}/healthz")
             for label in ("alone", "while the daemon sends"):
                 daemon = None
                 if label != "alone":
@@ -281,19 +281,6 @@ def bench_api(size, work: Path) -> list[Row]:
             api.terminate()
             api.wait(10)
     return rows
-
-
-def _wait_http(url: str) -> None:
-    import httpx
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer")
 
 
 PARTS = {

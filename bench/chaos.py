@@ -216,16 +216,6 @@ def _progress(engine) -> tuple[int, int]:
     return total, unfinished
 
 
-def _received(mock) -> list[dict]:
-    items, offset = [], 0
-    while True:
-        page = mock.received(limit=100_000, offset=offset)
-        items += page["items"]
-        offset += len(page["items"])
-        if offset >= page["total"] or not page["items"]:
-            return items
-
-
 def _check(result: Result, engine, mock, end: datetime) -> None:
     with engine.connect() as connection:
         result.statuses = dict(
@@ -233,7 +223,7 @@ def _check(result: Result, engine, mock, end: datetime) -> None:
                 sa.text("SELECT status, count(*) FROM message GROUP BY status")
             ).all()
         )
-    received = _received(mock)
+    received = mock.all_received()
     result.requests = sum(item["count"] for item in received)
     accepted = [item for item in received if item["accepted"] > 0]
     result.accepted_ids = len(accepted)

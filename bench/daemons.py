@@ -14,14 +14,9 @@ RATE_LIMIT = 1000  # messages/s, all daemons together, for the rate-limited run
 
 def peak_second(mock) -> int:
     """The most requests the mock accepted within one wall-clock second."""
-    items, offset = [], 0
-    while True:
-        page = mock.received(limit=100_000, offset=offset)
-        items += page["items"]
-        offset += len(page["items"])
-        if offset >= page["total"] or not page["items"]:
-            break
-    seconds = Counter(int(datetime.fromisoformat(item["first_at"]).timestamp()) for item in items)
+    seconds = Counter(
+        int(datetime.fromisoformat(item["first_at"]).timestamp()) for item in mock.all_received()
+    )
     return max(seconds.values())
 
 

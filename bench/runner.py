@@ -63,6 +63,15 @@ class Mock:
             f"{self.base}/v1/_received", params=params, headers=AUTH, timeout=60
         ).json()
 
+    def all_received(self) -> list[dict]:
+        """Every entry of the received log, a page at a time."""
+        items: list[dict] = []
+        while True:
+            page = self.received(limit=100_000, offset=len(items))
+            items += page["items"]
+            if len(items) >= page["total"] or not page["items"]:
+                return items
+
     def forget(self) -> None:
         httpx.delete(f"{self.base}/v1/_received", headers=AUTH).raise_for_status()
 
@@ -101,3 +110,16 @@ def mock_process(*options: str):
     finally:
         child.terminate()
         child.wait(10)
+
+
+def wait_http(url: str, *, seconds: float = 30.0) -> None:
+    """Return once ``url`` answers at all; raise after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not answer") from None
+            time.sleep(0.1)

@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from bench import data
 from bench.common import Row, env_for
-from bench.runner import free_port, mock_process, notifyctl, timed
+from bench.runner import free_port, mock_process, notifyctl, timed, wait_http
 from notifyctl.db import make_engine
 from notifyctl.services import delivery
 from notifyctl.services.mailings import get_mailing
@@ -34,15 +34,7 @@ def _api_stats_ms(url: str, env: dict, requests: int = 50) -> float:
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/healthz", timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        wait_http(f"{base}/healthz")
         durations = []
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as client:
             for _ in range(requests):

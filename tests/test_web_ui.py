@@ -397,29 +397,22 @@ def test_session_cookie_is_signed(browser):
     assert browser.get("/admin/", follow_redirects=False).status_code == 303
 
 
+CLIENT_FIELDS = ("phone", "operator_code", "tag", "timezone")
+MAILING_FIELDS = (
+    "text",
+    "start_at",
+    "end_at",
+    "zone",
+    "operator_codes",
+    "tags",
+    "window_start",
+    "window_end",
+)
 FORMS = {
-    "/admin/clients/new": ("phone", "operator_code", "tag", "timezone"),
-    "/admin/clients/1/edit": ("phone", "operator_code", "tag", "timezone"),
-    "/admin/mailings/new": (
-        "text",
-        "start_at",
-        "end_at",
-        "zone",
-        "operator_codes",
-        "tags",
-        "window_start",
-        "window_end",
-    ),
-    "/admin/mailings/1/edit": (
-        "text",
-        "start_at",
-        "end_at",
-        "zone",
-        "operator_codes",
-        "tags",
-        "window_start",
-        "window_end",
-    ),
+    "/admin/clients/new": CLIENT_FIELDS,
+    "/admin/clients/1/edit": CLIENT_FIELDS,
+    "/admin/mailings/new": MAILING_FIELDS,
+    "/admin/mailings/1/edit": MAILING_FIELDS,
     "/admin/mailings/audience": ("operator_codes", "tags"),
 }
 
