@@ -12,8 +12,17 @@ from datetime import UTC, datetime
 INT64 = (-(2**63), 2**63 - 1)  # the ids the log can hold
 
 
+GOLDEN = 0x9E3779B97F4A7C15  # 2**64 / the golden ratio: Fibonacci hashing
+MASK64 = 2**64 - 1
+
+
 class IdIndex:
-    """msg_id -> slot, linear probing over typed arrays, kept at most half full."""
+    """msg_id -> slot, linear probing over typed arrays, kept at most half full.
+
+    Ids are spread by Fibonacci hashing: with the identity hash, a run of sequential ids
+    fills one block of the table, and any other id landing inside it probes to the
+    block's end (120,000 ids took the mock from 7,000 down to 150 requests/s).
+    """
 
     def __init__(self, capacity: int = 1024) -> None:
         self._allocate(capacity)
@@ -21,12 +30,13 @@ class IdIndex:
 
     def _allocate(self, capacity: int) -> None:
         self._mask = capacity - 1
+        self._shift = 64 - (capacity.bit_length() - 1)
         self._keys = array("q", bytes(8 * capacity))
         self._slots = array("q", [-1]) * capacity
 
     def get(self, key: int) -> int | None:
         mask, keys, slots = self._mask, self._keys, self._slots
-        i = hash(key) & mask
+        i = ((key & MASK64) * GOLDEN & MASK64) >> self._shift
         while slots[i] != -1:
             if keys[i] == key:
                 return slots[i]
@@ -38,7 +48,7 @@ class IdIndex:
         if 2 * (self.size + 1) > self._mask + 1:
             self._grow()
         mask, keys, slots = self._mask, self._keys, self._slots
-        i = hash(key) & mask
+        i = ((key & MASK64) * GOLDEN & MASK64) >> self._shift
         while slots[i] != -1:
             i = (i + 1) & mask
         keys[i], slots[i] = key, slot

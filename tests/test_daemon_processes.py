@@ -21,6 +21,20 @@ def mock_api():
         yield MockApi(url)
 
 
+_started: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def no_daemon_outlives_its_test():
+    """A failed assertion must not leave a daemon sending to whatever takes its port next."""
+    yield
+    while _started:
+        process = _started.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def start_daemon(db_url: str, mock: MockApi, *extra: str, **env: str) -> subprocess.Popen:
     environment = (
         dict(os.environ)
@@ -33,13 +47,15 @@ def start_daemon(db_url: str, mock: MockApi, *extra: str, **env: str) -> subproc
         }
         | env
     )
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-m", "notifyctl", "--db", db_url, "daemon", *extra],
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    _started.append(process)
+    return process
 
 
 def sending_ids(db_url: str) -> set[int]:
