@@ -5,6 +5,7 @@ memory while it sends them all, `notifyctl stats` and `GET /api/v1/stats`. The f
 also go to bench/scale.png (matplotlib, from the optional `bench` extra).
 """
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -14,6 +15,9 @@ from sqlmodel import Session
 from bench import data
 from bench.common import Row, env_for
 from bench.runner import free_port, mock_process, notifyctl, timed, wait_http
+
+# python -c "import json; from bench.scale import *; chart(json.load(open(HERE / 'scale.json')),
+#            HERE / 'scale.png')" redraws the chart from the last measured points.
 from notifyctl.db import make_engine
 from notifyctl.services import delivery
 from notifyctl.services.mailings import get_mailing
@@ -109,6 +113,7 @@ def chart(points: list[dict], path: Path) -> bool:
     for axis, (key, title) in zip(axes, panels, strict=True):
         axis.plot(sizes, [p[key] for p in points], marker="o")
         axis.set_xscale("log")
+        axis.set_ylim(bottom=0)  # flat should look flat
         axis.set_title(title, fontsize=10)
         axis.set_xlabel("clients (= messages)")
         axis.grid(True, alpha=0.3)
@@ -123,6 +128,7 @@ def bench_scale(size, work: Path) -> list[Row]:
     command = f"python -m bench --only scale --size {size}"
     with mock_process() as mock:
         points = [measure(clients, work, mock) for clients in STEPS[size]]
+    (HERE / "scale.json").write_text(json.dumps(points, indent=2) + "\n")
     drawn = chart(points, HERE / "scale.png")
     rows: list[Row] = []
     for point in points:

@@ -31,6 +31,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
         if name.startswith("NOTIFY_") and name != "NOTIFY_TEST_POSTGRES_URL":
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+    # Daemons started by tests serve no metrics unless a test asks: no fight over port 9100.
+    monkeypatch.setenv("NOTIFY_METRICS_PORT", "0")
     # The default database lives in the user data directory: point it at the test's folder.
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
