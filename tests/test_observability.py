@@ -265,3 +265,48 @@ def test_logs_without_a_log_file_is_one_clear_error(cli):
     answer = cli("logs", "--mailing", "1")
     assert answer.exit_code == 2
     assert "NOTIFY_LOG_FILE" in answer.output
+
+
+@pytest.mark.parametrize(
+    ("env", "shown"),
+    [
+        ({"NOTIFY_LOGIN_TOKEN": "nfy_given-by-the-operator"}, False),
+        ({"NOTIFY_ENV": "prod", "NOTIFY_SENDER_TOKEN": "a-real-sender-token"}, False),
+        ({}, True),
+    ],
+    ids=["given", "production", "made-up-for-a-local-run"],
+)
+def test_the_api_prints_its_login_token_only_when_it_made_it_up(tmp_path, env, shown):
+    import os
+    import re
+    import subprocess
+    import time
+
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "notifyctl",
+            "--db",
+            f"sqlite:///{tmp_path / 'a.db'}",
+            "api",
+            "--port",
+            str(port),
+        ],
+        env=dict(os.environ) | env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any("login token" in line for line in lines):
+            lines.append(process.stderr.readline())
+    finally:
+        process.terminate()
+        process.wait(10)
+    banner = "".join(lines)
+    assert "login token" in banner
+    assert ("nfy_given-by-the-operator" in banner) is False
+    assert bool(re.search(r"nfy_[\w-]{20,}", banner)) is shown

@@ -260,6 +260,7 @@ def api(
 
     import uvicorn
 
+    from notifyctl.config import Environment
     from notifyctl.logs import configure_logging
     from notifyctl.render import admin_link, info
     from notifyctl.services.tokens import new_secret
@@ -271,9 +272,23 @@ def api(
     app = create_app(settings=cli.settings, engine=cli.engine, login_token=login)
     configure_logging(cli.settings)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    base = f"http://{shown}:{port}"
+    # stderr is a log wherever a supervisor runs us: a token is printed only when it was
+    # just made up for a local run (as Jupyter does), never one given or in production.
+    if given and given.get_secret_value():
+        token_line, link_token = (
+            "login token: the one in NOTIFY_LOGIN_TOKEN",
+            "<NOTIFY_LOGIN_TOKEN>",
+        )
+    elif cli.settings.env is Environment.prod:
+        token_line = (
+            "login token: not shown in production; set NOTIFY_LOGIN_TOKEN or use API tokens"
+        )
+        link_token = "<NOTIFY_LOGIN_TOKEN>"
+    else:
+        token_line, link_token = f"login token (bearer): {login}", login
     info(
-        f"REST API on http://{shown}:{port}/api/v1  Swagger UI: http://{shown}:{port}/docs/\n"
-        f"{admin_link(cli.settings, f'http://{shown}:{port}', login)}\n"
-        f"login token (bearer): {login}"
+        f"REST API on {base}/api/v1  Swagger UI: {base}/docs/\n"
+        f"{admin_link(cli.settings, base, link_token)}\n{token_line}"
     )
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
