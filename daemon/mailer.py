@@ -27,13 +27,9 @@ class MailError(Exception):
     """The report could not be sent (after the retries)."""
 
 
-def report_zone(settings: Settings) -> str:
-    return settings.report_timezone or settings.default_timezone
-
-
 def compose(settings: Settings, report: Report) -> EmailMessage:
     """The email: plain text with an HTML alternative."""
-    zone = report_zone(settings)
+    zone = settings.report_zone
     message = EmailMessage()
     day = report.until.strftime("%Y-%m-%d")
     message["Subject"] = f"notifyctl: {len(report.rows)} mailings in the 24 hours to {day}"

@@ -27,11 +27,12 @@ from sqlalchemy.engine import Engine
 from daemon import windows
 from daemon.breaker import BreakerState, CircuitBreaker
 from daemon.clock import SystemClock
-from daemon.mailer import MailError, report_zone, send_report
+from daemon.mailer import MailError, send_report
 from daemon.metrics import DaemonMetrics
 from daemon.sender import Rejected, Sender, SendError, Transient, Unauthorized, backoff
 from notifyctl.config import Settings
 from notifyctl.db import session_scope
+from notifyctl.logs import writes
 from notifyctl.models import MessageStatus
 from notifyctl.services import delivery, report
 from notifyctl.services.delivery import Claimed, MailingSnapshot, Outcome
@@ -122,6 +123,8 @@ class Worker:
         self.exclusive = exclusive
         self.counters = Counters()
         self.metrics = metrics or DaemonMetrics()
+        #: log each message's requests and new status (only when some sink takes INFO)
+        self.trace = settings.log_messages and writes(settings, "INFO")
         self.breaker = CircuitBreaker(settings.breaker_threshold)
         self._stop = asyncio.Event()
         self._queue: asyncio.Queue[Claimed] = asyncio.Queue()
@@ -281,7 +284,7 @@ class Worker:
                 self._in_flight -= 1
             self._outcomes.append(outcome)
             self.metrics.observe(outcome.attempts, earlier=claimed.attempts, status=outcome.status)
-            if self.settings.log_messages:
+            if self.trace:
                 self._trace(claimed, outcome)
 
     def _trace(self, claimed: Claimed, outcome: Outcome) -> None:
@@ -555,7 +558,7 @@ class Worker:
         Every daemon runs this; the day's row in ``report_run`` lets exactly one send it.
         A failed sending gives the day back, so a later run (here or elsewhere) tries again.
         """
-        zone = ZoneInfo(report_zone(self.settings))
+        zone = ZoneInfo(self.settings.report_zone)
         now = self.clock.now()
         local = now.astimezone(zone)
         if local.strftime("%H:%M") < self.settings.report_time:

@@ -157,6 +157,11 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown IANA timezone {value!r}") from exc
         return value
 
+    @property
+    def report_zone(self) -> str:
+        """The timezone of the daily report's time and dates."""
+        return self.report_timezone or self.default_timezone
+
     @model_validator(mode="after")
     def _lease_outlives_a_request(self) -> "Settings":
         if self.lease_seconds < self.request_timeout + 5:

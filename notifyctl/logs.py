@@ -36,7 +36,18 @@ def redact(text: str) -> str:
 
 
 def _patch(record) -> None:
+    """Mask secrets in every line, whatever the sink."""
     record["message"] = redact(record["message"])
+
+
+def _json_format(record) -> str:
+    """One flat JSON object; built only for a JSON sink, once per line."""
+    if "json" not in record["extra"]:
+        record["extra"]["json"] = _as_json(record)
+    return "{extra[json]}\n"
+
+
+def _as_json(record) -> str:
     fields = {
         "time": record["time"].isoformat(timespec="milliseconds"),
         "level": record["level"].name,
@@ -51,11 +62,7 @@ def _patch(record) -> None:
     if record["exception"] is not None:
         exc_type, exc, _ = record["exception"]
         fields["exception"] = redact(f"{exc_type.__name__ if exc_type else ''}: {exc}")
-    record["extra"]["json"] = json.dumps(fields, ensure_ascii=False)
-
-
-def _json_format(_record) -> str:
-    return "{extra[json]}\n"
+    return json.dumps(fields, ensure_ascii=False)
 
 
 def _text_format(record) -> str:
@@ -95,3 +102,14 @@ def configure_logging(settings: Settings, *, console_level: str | None = None) -
             backtrace=False,
             encoding="utf-8",
         )
+
+
+def writes(settings: Settings, level: str) -> bool:
+    """Whether a line at ``level`` reaches a sink that ``configure_logging`` sets up.
+
+    Lets a hot path skip building lines nobody will read (the daemon's per-message trace).
+    """
+    levels = [settings.log_console_level or settings.log_level]
+    if settings.log_file:
+        levels.append(settings.log_level)
+    return logger.level(level).no >= min(logger.level(name.upper()).no for name in levels)

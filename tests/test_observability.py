@@ -310,3 +310,24 @@ def test_the_api_prints_its_login_token_only_when_it_made_it_up(tmp_path, env, s
     assert "login token" in banner
     assert ("nfy_given-by-the-operator" in banner) is False
     assert bool(re.search(r"nfy_[\w-]{20,}", banner)) is shown
+
+
+@pytest.mark.parametrize(
+    ("levels", "written"),
+    [
+        ({"log_level": "INFO"}, True),
+        ({"log_level": "WARNING"}, False),
+        ({"log_level": "INFO", "log_console_level": "WARNING"}, False),
+        ({"log_level": "INFO", "log_console_level": "WARNING", "log_file": "x.jsonl"}, True),
+        ({"log_level": "debug"}, True),
+    ],
+)
+def test_the_daemon_traces_messages_only_when_a_sink_takes_the_lines(levels, written):
+    from daemon.worker import Worker
+
+    settings = Settings(database_url="sqlite://", **levels)
+    assert Worker(engine=None, settings=settings).trace is written
+    assert (
+        Worker(engine=None, settings=settings.model_copy(update={"log_messages": False})).trace
+        is False
+    )

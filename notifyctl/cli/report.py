@@ -52,7 +52,7 @@ def show(
             }
         )
         return
-    tz = state(ctx).settings.report_timezone or state(ctx).settings.default_timezone
+    tz = state(ctx).settings.report_zone
     since, until = render.when(report.since, tz), render.when(report.until, tz)
     render.table(
         f"Mailings sending between {since} and {until}",

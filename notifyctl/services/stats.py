@@ -25,22 +25,24 @@ def _zero_counts() -> dict[str, int]:
     return {status.value: 0 for status in MessageStatus}
 
 
-def overall_stats(*, session: Session) -> list[MailingStats]:
-    """Every mailing (newest first) with its message counts by status.
+def overall_stats(*, session: Session, mailing_ids: list[int] | None = None) -> list[MailingStats]:
+    """Every mailing (newest first), or those of ``mailing_ids``, with message counts by status.
 
-    One grouped scan of ``ix_message_mailing_status`` (an index-only scan) for all mailings.
+    One grouped scan of ``ix_message_mailing_status`` (an index-only scan) for all of them.
     """
     counts: dict[int, dict[str, int]] = {}
-    grouped = session.execute(
-        sa.select(Message.mailing_id, Message.status, sa.func.count()).group_by(
-            Message.mailing_id, Message.status
-        )
+    grouped = sa.select(Message.mailing_id, Message.status, sa.func.count()).group_by(
+        Message.mailing_id, Message.status
     )
-    for mailing_id, status, n in grouped:
+    mailings = sa.select(Mailing).order_by(Mailing.id.desc())
+    if mailing_ids is not None:
+        grouped = grouped.where(Message.mailing_id.in_(mailing_ids))
+        mailings = mailings.where(Mailing.id.in_(mailing_ids))
+    for mailing_id, status, n in session.execute(grouped):
         counts.setdefault(mailing_id, _zero_counts())[status] = n
     now = utcnow()
     result = []
-    for mailing in session.execute(sa.select(Mailing).order_by(Mailing.id.desc())).scalars():
+    for mailing in session.execute(mailings).scalars():
         by_status = counts.get(mailing.id, _zero_counts())
         result.append(
             MailingStats(

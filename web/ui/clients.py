@@ -58,13 +58,17 @@ def new_form(request: Request) -> HTMLResponse:
 @router.post("/new")
 async def create(request: Request, session: SessionDep) -> Response:
     form = await request.form()
-    values = {name: text(form, name) or None for name in FIELDS}
-    values["tag"] = values["tag"] or ""
     errors = FormErrors()
     try:
+        client_in = ClientCreate(
+            phone=text(form, "phone"),
+            operator_code=text(form, "operator_code") or None,  # empty: from the phone
+            tag=text(form, "tag"),
+            timezone=text(form, "timezone") or None,  # empty: the default zone
+        )
         clients.create_client(
             session=session,
-            client_in=ClientCreate(phone=values.pop("phone") or "", **values),
+            client_in=client_in,
             default_timezone=request.app.state.settings.default_timezone,
         )
         return RedirectResponse("/admin/clients", 303)

@@ -14,7 +14,9 @@ PAGE_SIZE = 25
 @router.get("/", name="ui_dashboard")
 def dashboard(request: Request, session: SessionDep, offset: int = 0) -> HTMLResponse:
     page = mailings.list_mailings(session=session, limit=PAGE_SIZE, offset=max(offset, 0))
-    by_id = {row.mailing_id: row for row in stats.overall_stats(session=session)}
+    # Counts of this page's mailings only: the dashboard asks again every 2 s.
+    shown = [mailing.id for mailing in page.items]
+    by_id = {row.mailing_id: row for row in stats.overall_stats(session=session, mailing_ids=shown)}
     rows = [(mailing, by_id[mailing.id]) for mailing in page.items if mailing.id in by_id]
     template = "admin/_dashboard_rows.html" if is_htmx(request) else "admin/dashboard.html"
     return render(request, template, {"rows": rows, "page": page})

@@ -5,7 +5,6 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
-from sqlmodel import Session
 
 from notifyctl.errors import InvalidInput, NotFound, NotifyError
 from notifyctl.models import (
@@ -28,6 +27,7 @@ ACTIONS = {
     "pause": mailings.pause_mailing,
     "resume": mailings.resume_mailing,
     "retry": mailings.retry_failed,
+    "delete": mailings.delete_mailing,
 }
 
 
@@ -163,40 +163,25 @@ async def edit(request: Request, session: SessionDep, mailing_id: int) -> Respon
             mailings.update_mailing(session=session, mailing_id=mailing_id, mailing_in=change)
             return RedirectResponse(f"/admin/mailings/{mailing_id}", 303)
         except (NotifyError, ValidationError) as exc:
-            _undo(session)
+            session.rollback()  # nothing of a refused change is kept
             errors.add(exc)
     return _form_page(request, mailing=mailing, fields=dict(form), errors=errors, status=422)
 
 
-def _undo(session: Session) -> None:
-    """Forget half-applied changes before the form is shown again (nothing is saved)."""
-    session.rollback()
-
-
 @router.post("/{mailing_id}/{action}", name="ui_mailing_action")
-def act(request: Request, session: SessionDep, mailing_id: int, action: str) -> Response:
-    """cancel, pause, resume, retry; delete after its confirmation page."""
-    if action == "delete":
-        mailings.delete_mailing(session=session, mailing_id=mailing_id)
-        return RedirectResponse("/admin/", 303)
+def act(session: SessionDep, mailing_id: int, action: str) -> Response:
+    """cancel, pause, resume, retry, or delete (after its confirmation page).
+
+    A refusal (a mailing that has ended, say) reaches the app's error handler, which
+    rolls nothing forward and shows the admin error page with its status.
+    """
     step = ACTIONS.get(action)
     if step is None:
-        return render(
-            request, "admin/error.html", {"status": 404, "message": "No such action."}, 404
-        )
-    try:
-        step(session=session, mailing_id=mailing_id)
-    except NotifyError as exc:
-        _undo(session)
-        mailing = mailings.get_mailing(session=session, mailing_id=mailing_id)
-        message = f"Could not {action} mailing {mailing_id}: {exc.message}"
-        return render(
-            request,
-            "admin/error.html",
-            {"status": 409, "message": message, "back": f"/admin/mailings/{mailing.id}"},
-            409,
-        )
-    return RedirectResponse(f"/admin/mailings/{mailing_id}", 303)
+        raise NotFound(f"no action {action!r}", field="action")
+    step(session=session, mailing_id=mailing_id)
+    return RedirectResponse(
+        "/admin/" if action == "delete" else f"/admin/mailings/{mailing_id}", 303
+    )
 
 
 @router.get("/{mailing_id}/delete", name="ui_mailing_delete")
