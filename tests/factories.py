@@ -1,6 +1,6 @@
 """Small builders for test data."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from notifyctl.models import Client, Mailing, MailingCreate, MailingFilter, SendWindow
 from notifyctl.services.mailings import create_mailing
@@ -16,10 +16,14 @@ def add_mailing(
     operator_codes: list[str] | None = None,
     tags: list[str] | None = None,
     window: tuple[str, str] | None = None,
+    now: datetime | None = None,
 ) -> Mailing:
-    start = utcnow() + starts_in
+    """A mailing starting ``starts_in`` after ``now`` (the real time unless a test's clock)."""
+    now = now or utcnow()
+    start = now + starts_in
     mailing = create_mailing(
         session=session,
+        now=now,
         mailing_in=MailingCreate(
             text=text,
             start_at=start,

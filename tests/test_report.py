@@ -69,10 +69,19 @@ def daemon(engine, settings, clock) -> Worker:
     return Worker(engine=engine, settings=settings, clock=clock, wait_scale=0.0)
 
 
-def finished_mailing(session, *, sent: int, failed: int, text: str = "Sale"):
+def finished_mailing(session, *, sent: int, failed: int, text: str = "Sale", at=None):
+    """A mailing that ran from an hour before ``at`` (the test's clock) and is all final."""
+    at = at or utcnow()
     add_clients(session, sent + failed, operator=f"9{len(text):02d}")
-    mailing = add_mailing(session, text=text, operator_codes=[f"9{len(text):02d}"])
-    delivery.activate(session=session, mailing=mailing, now=utcnow())
+    started = at - timedelta(hours=1)
+    mailing = add_mailing(
+        session,
+        text=text,
+        operator_codes=[f"9{len(text):02d}"],
+        lasts=timedelta(hours=2),
+        now=started,
+    )
+    delivery.activate(session=session, mailing=mailing, now=started)
     rows = session.exec(select(Message).where(Message.mailing_id == mailing.id)).all()
     for index, message in enumerate(rows):
         message.status = MessageStatus.sent if index < sent else MessageStatus.failed
@@ -102,11 +111,11 @@ def test_a_mailing_over_before_the_last_day_is_not_in_the_report(session):
 
 def test_the_daily_job_sends_once_at_the_configured_local_time(db_url, engine, session, smtp):
     controller, inbox = smtp
-    finished_mailing(session, sent=8, failed=2)
     settings = report_settings(db_url, controller.port)
     today = datetime.now(UTC).date()
     # 07:59 in Moscow (UTC+3) is 04:59 UTC: not yet; 08:00 is the moment.
     clock = FixedClock(datetime(today.year, today.month, today.day, 4, 59, tzinfo=UTC))
+    finished_mailing(session, sent=8, failed=2, at=clock.now_value)
     first, second = daemon(engine, settings, clock), daemon(engine, settings, clock)
     assert first.job_report() is False
     assert inbox.messages == []
@@ -132,9 +141,9 @@ def test_the_daily_job_sends_once_at_the_configured_local_time(db_url, engine, s
 
 def test_smtp_down_is_retried_logged_and_sent_when_it_is_back(db_url, engine, session, smtp):
     controller, inbox = smtp
-    finished_mailing(session, sent=1, failed=0)
     down = report_settings(db_url, free_port())  # nobody listens there
     clock = FixedClock(datetime.now(UTC).replace(hour=12))
+    finished_mailing(session, sent=1, failed=0, at=clock.now_value)
     assert daemon(engine, down, clock).job_report() is False
     assert session.exec(select(ReportRun)).all() == []  # the day was given back
     back = report_settings(db_url, controller.port)

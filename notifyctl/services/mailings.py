@@ -68,17 +68,23 @@ def _check_times(start_at: datetime, end_at: datetime) -> tuple[datetime, dateti
     return start_at, end_at
 
 
-def create_mailing(*, session: Session, mailing_in: MailingCreate) -> Mailing:
+def create_mailing(
+    *, session: Session, mailing_in: MailingCreate, now: datetime | None = None
+) -> Mailing:
     """Validate and store a new mailing. The daemon activates it at ``start_at``.
 
-    A mailing whose end has already passed is refused: it could never send anything.
+    A mailing whose end has already passed (at ``now``, the current time unless given)
+    is refused: it could never send anything.
     """
+    now = now or utcnow()
     start_at, end_at = _check_times(mailing_in.start_at, mailing_in.end_at)
-    if end_at <= utcnow():
+    if end_at <= now:
         raise InvalidInput("is already in the past; the mailing could send nothing", field="end_at")
     filter_ = validation.mailing_filter(mailing_in.filter)
     window = validation.send_window(mailing_in.send_window)
     mailing = Mailing(
+        created_at=now,
+        updated_at=now,
         text=validation.text(mailing_in.text),
         start_at=start_at,
         end_at=end_at,
