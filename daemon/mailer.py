@@ -8,19 +8,13 @@ import ssl
 from email.message import EmailMessage
 
 from loguru import logger
-from tenacity import (
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
+from daemon.retry import mail_policy
 from notifyctl.config import Settings, SmtpSecurity
 from notifyctl.services.report import Report, render_html, render_text
 
 SMTP_TIMEOUT = 20.0  # seconds for the connection and each command
-SEND_ATTEMPTS = 3  # tries per sending, with a pause between
-RETRY_WAIT_MAX = 30.0  # seconds: the longest pause between two tries
 
 
 class MailError(Exception):
@@ -62,20 +56,21 @@ def send_report(settings: Settings, report: Report, *, wait_scale: float = 1.0) 
     if not (settings.smtp_host and settings.report_to):
         raise MailError("set NOTIFY_SMTP_HOST and NOTIFY_REPORT_TO to send the report")
     message = compose(settings, report)
+    policy = mail_policy(wait_scale=wait_scale)
 
     def before_sleep(state) -> None:
         logger.warning(
             "sending the report failed ({error}); try {n} of {total} in {pause:.1f}s",
             error=state.outcome.exception(),
             n=state.attempt_number + 1,
-            total=SEND_ATTEMPTS,
+            total=policy.quick_tries,
             pause=state.upcoming_sleep,
         )
 
     retrying = Retrying(
         retry=retry_if_exception_type((OSError, smtplib.SMTPException)),
-        wait=wait_random_exponential(multiplier=wait_scale, max=RETRY_WAIT_MAX * wait_scale),
-        stop=stop_after_attempt(SEND_ATTEMPTS),
+        wait=lambda state: policy.quick_pause(state.attempt_number) or 0.0,
+        stop=stop_after_attempt(policy.quick_tries),
         before_sleep=before_sleep,
         reraise=True,
     )

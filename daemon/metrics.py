@@ -93,6 +93,18 @@ class DaemonMetrics:
             "Messages taken over from a daemon that stopped answering",
             registry=registry,
         )
+        self.progress = Gauge(
+            "notifyctl_daemon_progress_timestamp_seconds",
+            "Unix time at which every loop of this daemon last did its work (claimed, "
+            "recorded, or found nothing to do); falling behind means a stall",
+            registry=registry,
+        )
+        self.restarts = Counter(
+            "notifyctl_daemon_task_restarts",
+            "Background tasks of this daemon restarted after they crashed or ended",
+            ["task"],
+            registry=registry,
+        )
         for status in FINAL_STATUSES:
             self.messages.labels(status.value)
         self.breaker.state(BreakerState.closed.value)

@@ -10,19 +10,26 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 
 def run_children(count: int, args: list[str], env: dict[str, str]) -> int:
     """Run ``count`` copies of ``python -m notifyctl ARGS``; return the worst exit code.
 
-    Each child serves its metrics on its own port: NOTIFY_METRICS_PORT + its index.
+    Each child serves its metrics on its own port (NOTIFY_METRICS_PORT + its index) and
+    writes its own heartbeat file (NOTIFY_HEARTBEAT_FILE.index), all read by ``--check``.
     """
     metrics_port = int(env.get("NOTIFY_METRICS_PORT") or 0)
+    heartbeat = env["NOTIFY_HEARTBEAT_FILE"]
     children = [
         # Own sessions: a Ctrl-C at the terminal reaches the parent only, which forwards it.
         subprocess.Popen(
             [sys.executable, "-m", "notifyctl", *args],
-            env=env | {"NOTIFY_METRICS_PORT": str(metrics_port + index if metrics_port else 0)},
+            env=env
+            | {
+                "NOTIFY_METRICS_PORT": str(metrics_port + index if metrics_port else 0),
+                "NOTIFY_HEARTBEAT_FILE": f"{heartbeat}.{index}",
+            },
             start_new_session=True,
         )
         for index in range(count)
@@ -53,9 +60,10 @@ def run_children(count: int, args: list[str], env: dict[str, str]) -> int:
     return max(abs(child.returncode) for child in children)
 
 
-def child_environment(database_url: str, metrics_port: int) -> dict[str, str]:
+def child_environment(database_url: str, metrics_port: int, heartbeat: Path) -> dict[str, str]:
     # The URL goes by environment, not argv: a password would show in `ps`.
     return dict(os.environ) | {
         "NOTIFY_DATABASE_URL": database_url,
         "NOTIFY_METRICS_PORT": str(metrics_port),
+        "NOTIFY_HEARTBEAT_FILE": str(heartbeat),
     }

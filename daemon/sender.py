@@ -1,6 +1,7 @@
-"""Talking to the external sending API: one shared keep-alive client and one retry policy.
+"""Talking to the external sending API: one shared keep-alive client, requests that never
+outlive the mailing's end or the claim's lease, bodies read up to a cap.
 
-Exceptions a request can end in:
+Exceptions a request can end in (``failure`` names the kind for ``daemon.rules``):
 
     SendError            base
     ├── Transient        worth retrying: timeouts, connection errors, 5xx, 408, 429,
@@ -14,33 +15,31 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import aiohttp
 import httpx
 from loguru import logger
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
+from daemon import rules
+from daemon.clock import SystemClock
+from daemon.retry import RetryPolicy
+from daemon.rules import Failure
 from notifyctl.config import Settings, Transport
 from notifyctl.services.delivery import AttemptRecord
 
-INLINE_ATTEMPTS = 3  # quick retries inside one claim, before the message is rescheduled
-INLINE_WAIT_MULTIPLIER = 0.1  # seconds: base of the quick retries' exponential backoff
-INLINE_WAIT_MAX = 2.0  # seconds: the longest quick-retry pause
-MIN_REQUEST_SECONDS = 0.05  # no request starts with less time than this before the deadline
 EXCERPT = 200  # characters of a response body kept per attempt
+BODY_CAP = 64 * 1024  # bytes of a response body read at most; the connection is closed after
 
 
 class SendError(Exception):
     #: the request this error ended, when one was made
     attempt: AttemptRecord | None = None
+    failure: Failure = Failure.transient
+    retry_after: float | None = None
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -54,11 +53,11 @@ class Transient(SendError):
 
 
 class Rejected(SendError):
-    pass
+    failure = Failure.rejected
 
 
 class Unauthorized(SendError):
-    pass
+    failure = Failure.unauthorized
 
 
 def classify(status: int, body: bytes, headers: httpx.Headers) -> None:
@@ -85,19 +84,24 @@ def classify(status: int, body: bytes, headers: httpx.Headers) -> None:
     raise Transient(f"unexpected HTTP {status}")
 
 
+RETRY_AFTER_MAX = 86_400.0  # seconds: a longer (or absurd) Retry-After is read as a day
+
+
 def _retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds from a Retry-After header: a number, or an HTTP date; None if unreadable."""
     value = headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
+    if value is None:
         return None
-
-
-def backoff(attempt_number: int, *, maximum: float, multiplier: float = 1.0) -> float:
-    """Seconds to wait before attempt ``attempt_number + 1`` (random exponential)."""
-    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})
-    state.attempt_number = max(1, attempt_number)
-    return wait_random_exponential(multiplier=multiplier, max=maximum)(state)
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError, IndexError):
+            return None
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(0.0, seconds), RETRY_AFTER_MAX)
 
 
 def _make_transport(settings: Settings) -> httpx.AsyncBaseTransport:
@@ -119,20 +123,12 @@ def _make_transport(settings: Settings) -> httpx.AsyncBaseTransport:
 
 
 class Sender:
-    """Posts messages to ``{NOTIFY_SENDER_URL}/{msgId}`` with the retry policy.
+    """Posts messages to ``{NOTIFY_SENDER_URL}/{msgId}``, with quick retries by the rules.
 
-    ``seconds_until`` tells how much real time is left before a deadline (the daemon's
-    clock); ``wait_scale`` multiplies every retry pause (0 in tests: no waits).
+    The clock tells how much real time is left before a deadline and sleeps the pauses.
     """
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        seconds_until: Callable[[datetime], float],
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        wait_scale: float = 1.0,
-    ) -> None:
+    def __init__(self, settings: Settings, *, clock: SystemClock, policy: RetryPolicy) -> None:
         self.url = settings.sender_url.rstrip("/")
         self.request_timeout = settings.request_timeout
         self._transport = _make_transport(settings)
@@ -142,25 +138,24 @@ class Sender:
                 "Content-Type": "application/json",
             }
         )
-        self._seconds_until = seconds_until
-        self._sleep = sleep
-        self._wait_scale = wait_scale
+        self._clock = clock
+        self._policy = policy
 
     async def aclose(self) -> None:
         await self._transport.aclose()
 
     async def post(
-        self, message_id: int, phone: str, text: str, *, deadline: datetime
+        self, message_id: int, phone: str, text: str, *, deadline: datetime, lease_until: datetime
     ) -> AttemptRecord:
-        """One request, never outliving ``deadline``. Raises a SendError unless sent.
-
-        The raised error carries the attempt record in ``.attempt``.
-        """
+        """One request, outliving neither ``deadline`` nor the claim's lease (less
+        ``rules.LEASE_MARGIN``). Raises a SendError, carrying its record in ``.attempt``,
+        unless sent."""
         started_at = datetime.now(UTC)
-        left = self._seconds_until(deadline)
-        if left < MIN_REQUEST_SECONDS:
-            raise Transient("no time left before the mailing ends")
-        timeout = min(self.request_timeout, left)
+        left = self._clock.seconds_until(deadline)
+        lease_left = self._clock.seconds_until(lease_until) - rules.LEASE_MARGIN
+        if min(left, lease_left) < rules.MIN_REQUEST_SECONDS:
+            raise Transient("no time left before the mailing ends or the claim runs out")
+        timeout = min(self.request_timeout, left, lease_left)
         request = httpx.Request(
             "POST",
             f"{self.url}/{message_id}",
@@ -176,8 +171,8 @@ class Sender:
             # asyncio.timeout bounds the whole exchange; httpx's timeouts are per phase.
             async with asyncio.timeout(timeout):
                 response = await self._transport.handle_async_request(request)
-                body = await response.aread()
                 status = response.status_code
+                body = await _read_capped(response)
             classify(status, body, response.headers)
         except SendError as exc:
             exc.attempt = self._record(started_at, began, status, body, exc.reason)
@@ -193,7 +188,7 @@ class Sender:
             raise error from None
         finally:
             if response is not None and not response.is_closed:
-                # Cut short (timeout): hand the connection back instead of leaking it.
+                # Cut short (timeout, a body over the cap): close rather than leak it.
                 with contextlib.suppress(Exception):
                     await response.aclose()
         return self._record(started_at, began, status, body, None)
@@ -208,17 +203,6 @@ class Sender:
             error=error,
         )
 
-    def _pause(self, tries_so_far: int, error: BaseException | None) -> float:
-        """Seconds before the next quick retry: jittered exponential, at least Retry-After."""
-        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})
-        state.attempt_number = tries_so_far
-        pause = wait_random_exponential(multiplier=INLINE_WAIT_MULTIPLIER, max=INLINE_WAIT_MAX)(
-            state
-        )
-        if isinstance(error, Transient) and error.retry_after is not None:
-            pause = max(pause, error.retry_after)
-        return pause * self._wait_scale
-
     async def deliver(
         self,
         message_id: int,
@@ -226,42 +210,63 @@ class Sender:
         text: str,
         *,
         deadline: datetime,
+        lease_until: datetime,
         attempts: list[AttemptRecord],
+        earlier_attempts: int,
         may_try: Callable[[], bool],
-        max_tries: int = INLINE_ATTEMPTS,
         log=logger,
     ) -> None:
-        """Send with quick retries for transient failures; every attempt goes to ``attempts``.
+        """Send, retrying transient failures quickly while the rules allow; every request
+        goes to ``attempts``. Raises the last SendError when the message was not sent.
 
-        Stops retrying after ``max_tries`` (at most INLINE_ATTEMPTS), when the next try
-        could not finish before ``deadline``, or when ``may_try`` says no (the circuit
-        breaker). Raises the last SendError when the message was not sent.
+        ``rules.quick_retry_pause`` decides each retry: it stops at the policy's quick
+        budget, at ``max_attempts`` (``earlier_attempts`` were made before this claim),
+        before the deadline or the lease could be passed, and on a Retry-After longer
+        than a claim may sleep; ``may_try`` (the circuit breaker) can stop it too.
         """
-        tries = max(1, min(max_tries, INLINE_ATTEMPTS))
 
         async def one_try() -> None:
             try:
-                attempts.append(await self.post(message_id, phone, text, deadline=deadline))
+                attempts.append(
+                    await self.post(
+                        message_id, phone, text, deadline=deadline, lease_until=lease_until
+                    )
+                )
             except SendError as exc:
                 if exc.attempt is not None:
                     attempts.append(exc.attempt)
                 raise
+
+        def next_pause(error: BaseException | None, failures: int) -> float | None:
+            return rules.quick_retry_pause(
+                policy=self._policy,
+                failures=failures,
+                attempts=earlier_attempts + failures,
+                retry_after=getattr(error, "retry_after", None),
+                seconds_to_deadline=self._clock.seconds_until(deadline),
+                lease_seconds_left=self._clock.seconds_until(lease_until),
+                request_timeout=self.request_timeout,
+            )
 
         # Most requests succeed at once: the retry machinery is built only after a failure.
         try:
             await one_try()
             return
         except Transient as exc:
-            first_error = exc
-        if tries == 1 or not may_try():
-            raise first_error
-
-        def out_of_time(state: RetryCallState) -> bool:
-            return self._seconds_until(deadline) - state.upcoming_sleep < MIN_REQUEST_SECONDS
+            error = exc
+        first_pause = next_pause(error, 1)
+        if first_pause is None or not may_try():
+            raise error
+        pauses: dict[int, float | None] = {}
 
         def wait(state: RetryCallState) -> float:
-            error = state.outcome.exception() if state.outcome else None
-            return self._pause(state.attempt_number + 1, error)
+            failures = state.attempt_number + 1  # the first try came before tenacity's
+            pause = next_pause(state.outcome.exception(), failures)
+            pauses[state.attempt_number] = pause
+            return pause or 0.0
+
+        def stop(state: RetryCallState) -> bool:
+            return pauses.get(state.attempt_number) is None or not may_try()
 
         def before_sleep(state: RetryCallState) -> None:
             log.info(
@@ -271,23 +276,35 @@ class Sender:
                 pause=state.upcoming_sleep,
             )
 
-        first_pause = self._pause(1, first_error)
-        if self._seconds_until(deadline) - first_pause < MIN_REQUEST_SECONDS:
-            raise first_error
         log.info(
             "attempt 1 failed ({reason}); retrying in {pause:.2f}s",
-            reason=first_error.reason,
+            reason=error.reason,
             pause=first_pause,
         )
-        await self._sleep(first_pause)
+        await self._clock.sleep(first_pause)
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(Transient),
             wait=wait,
-            stop=stop_after_attempt(tries - 1) | out_of_time | (lambda _: not may_try()),
+            stop=stop,
             before_sleep=before_sleep,
-            sleep=self._sleep,
+            sleep=self._clock.sleep,
             reraise=True,
         )
         async for attempt in retrying:
             with attempt:
                 await one_try()
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    """The body up to ``BODY_CAP`` bytes: a huge answer costs no more memory than that.
+
+    The stream is left unfinished beyond the cap; closing it closes the connection.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= BODY_CAP:
+            break
+    return b"".join(chunks)[:BODY_CAP]

@@ -1,55 +1,68 @@
-"""The sending loop: claim due messages, send them, record what happened, keep house.
+"""The sending loop: claim due messages, send them, record what happened.
 
-One asyncio loop per daemon. Database work runs in threads (``asyncio.to_thread``) so
-that requests keep flowing while rows are written. Tasks:
+One asyncio loop per daemon process, with these tasks, each supervised (a task that
+crashes is logged and restarted; one that keeps crashing stops the daemon, which then
+exits non-zero for its supervisor to restart):
 
-- the claimer takes batches of due messages (leases) while there is room in flight;
-- ``concurrency`` senders each take one message at a time and deliver it;
+- the claimer leases batches of due messages while there is room in flight;
+- ``concurrency`` senders each take one message at a time; ``daemon.rules`` decides its
+  fate before the request and after a failure, ``daemon.sender`` makes the requests;
 - the recorder writes outcomes in batches every few milliseconds;
-- the housekeeper runs the ``schedule`` jobs: activation, mailing snapshots, expiry and
-  completion, lease reaping.
+- the housekeeping jobs (``daemon.housekeeping``): activation, snapshots, expiry, reaping.
+
+The database is reached through ``daemon.store`` only. Each loop stamps its progress
+(``daemon.health``); the heartbeat file and a gauge carry it to ``daemon --check``.
 """
 
 import asyncio
+import collections
+import contextlib
 import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from pathlib import Path
 
-import schedule
 from loguru import logger
 from sqlalchemy.engine import Engine
 
-from daemon import windows
+from daemon import rules
 from daemon.breaker import BreakerState, CircuitBreaker
 from daemon.clock import SystemClock
-from daemon.mailer import MailError, send_report
+from daemon.health import HEARTBEAT_INTERVAL, Progress, write_heartbeat
+from daemon.housekeeping import Housekeeping
 from daemon.metrics import DaemonMetrics
-from daemon.sender import Rejected, Sender, SendError, Transient, Unauthorized, backoff
+from daemon.quiet import QuietErrors
+from daemon.retry import RetryPolicy
+from daemon.rules import Decision, Fate
+from daemon.sender import Rejected, Sender, SendError, Unauthorized
+from daemon.store import Store, take_over_orphans
 from notifyctl.config import Settings
-from notifyctl.db import session_scope
 from notifyctl.logs import writes
 from notifyctl.models import MessageStatus
-from notifyctl.services import delivery, report
-from notifyctl.services.delivery import Claimed, MailingSnapshot, Outcome
+from notifyctl.services.delivery import Claimed, Outcome
 
 CLAIM_BATCH = 500  # messages per claim, at most
 IDLE_POLL = 0.1  # seconds between claims while nothing is due
 CLAIM_RETRY = 1.0  # seconds before claiming again after the database failed
 RECORD_INTERVAL = 0.05  # seconds between writes of outcomes
-SNAPSHOT_INTERVAL = 0.5  # seconds between refreshes of the mailings' state
-ACTIVATE_INTERVAL = 0.25  # seconds between looks for mailings whose start has come
-EXPIRE_INTERVAL = 0.5  # seconds between expiry/completion passes
-REAP_INTERVAL = 5.0  # seconds between takeovers of dead daemons' leases
-REPORT_INTERVAL = 30.0  # seconds between looks at whether the daily report is due
-BACKLOG_INTERVAL = 5.0  # seconds between counts of the backlog (a metric)
-END_MARGIN = timedelta(milliseconds=50)  # no request starts this close to end_at
+RECORD_BACKOFF_MAX = 5.0  # seconds: the longest pause between tries of a failing write
 AUTH_PROBE_INTERVAL = 30.0  # seconds between tries after the API refused our token
 DRAIN_TIMEOUT = 30.0  # seconds SIGTERM waits for requests in flight
+FINAL_FLUSH_TIMEOUT = 15.0  # seconds a stopping daemon keeps trying to record outcomes
+RESTART_PAUSE = 1.0  # seconds before a crashed task is started again
+RESTART_LIMIT = 5  # crashes of one task within RESTART_WINDOW that stop the daemon
+RESTART_WINDOW = 60.0  # seconds
+
+#: what each status of an outcome is counted as
+_FATE_STATUS = {
+    Fate.wait: MessageStatus.pending,
+    Fate.fail: MessageStatus.failed,
+    Fate.expire: MessageStatus.expired,
+    Fate.cancel: MessageStatus.cancelled,
+}
 
 
 @dataclass
@@ -65,6 +78,8 @@ class Counters:
     cancelled: int = 0
     requests: int = 0
     leases_taken_over: int = 0
+    dropped: int = 0
+    restarts: int = 0
     activated: list[int] = field(default_factory=list)
 
 
@@ -85,17 +100,19 @@ class _LazyLog:
         return getattr(bound, level)
 
 
-def take_over_orphans(engine: Engine) -> int:
-    """Give back every claim: only for a daemon that knows it is alone (SQLite's lock)."""
-    with session_scope(engine) as session:
-        taken = delivery.reap_leases(session=session, now=None)
-    if taken:
-        logger.warning("took over {n} messages claimed by a daemon that died", n=taken)
-    return taken
+async def _finish(task: asyncio.Task, *, timeout: float) -> None:
+    """Wait for ``task`` to end by itself; cancel it after ``timeout`` seconds."""
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def make_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+__all__ = ["Counters", "Worker", "take_over_orphans"]
 
 
 class Worker:
@@ -108,33 +125,46 @@ class Worker:
         settings: Settings,
         clock: SystemClock | None = None,
         burst: bool = False,
-        wait_scale: float = 1.0,
         owner: str | None = None,
         exclusive: bool = False,
         metrics: DaemonMetrics | None = None,
+        heartbeat: Path | None = None,
     ) -> None:
-        self.engine = engine
         self.settings = settings
         self.clock = clock or SystemClock()
         self.burst = burst
-        self.wait_scale = wait_scale
         self.owner = owner or make_owner()
         #: the only daemon on this database (SQLite's lock): leases found at start are orphans
         self.exclusive = exclusive
+        self.heartbeat = heartbeat
         self.counters = Counters()
         self.metrics = metrics or DaemonMetrics()
+        #: set when a task kept crashing: the daemon stopped and should exit non-zero
+        self.failed = False
         #: log each message's requests and new status (only when some sink takes INFO)
         self.trace = settings.log_messages and writes(settings, "INFO")
+        self.policy = RetryPolicy.from_settings(settings, wait_scale=self.clock.wait_scale)
         self.breaker = CircuitBreaker(settings.breaker_threshold)
+        self.store = Store(engine, owner=self.owner, rate_limit=settings.rate_limit or None)
+        self.log = logger.bind(daemon=self.owner)
+        self.housekeeping = Housekeeping(
+            store=self.store,
+            settings=settings,
+            clock=self.clock,
+            metrics=self.metrics,
+            counters=self.counters,
+            log=self.log,
+            breaker_state=lambda: self.breaker.state.value,
+        )
+        self.progress = Progress(("claimer", "recorder"))
+        self._errors = QuietErrors(self.log)
         self._stop = asyncio.Event()
         self._queue: asyncio.Queue[Claimed] = asyncio.Queue()
         self._in_flight = 0
         self._outcomes: list[Outcome] = []
-        self._mailings: dict[int, MailingSnapshot] = {}
         self._auth_blocked_until = 0.0
-        self._jobs_running: set[str] = set()
         self._idle_rounds = 0
-        self.log = logger.bind(daemon=self.owner)
+        self._draining = False
 
     # --- life cycle ------------------------------------------------------------------
 
@@ -145,129 +175,200 @@ class Worker:
         self._stop.set()
 
     async def run(self) -> Counters:
-        """Run until ``stop()`` (or, with ``burst``, until nothing is due)."""
+        """Run until ``stop()`` (or, with ``burst``, until nothing is due or sendable)."""
         self.log.info(
             "daemon started: concurrency {c}, rate limit {r}/s, sending to {url}",
             c=self.settings.concurrency,
             r=self.settings.rate_limit or "no",
             url=self.settings.sender_url,
         )
-        self._sender = Sender(
-            self.settings,
-            seconds_until=self.clock.seconds_until,
-            sleep=self.clock.sleep,
-            wait_scale=self.wait_scale,
-        )
+        self._sender = Sender(self.settings, clock=self.clock, policy=self.policy)
         if self.exclusive:
-            await asyncio.to_thread(self._take_over_orphans)
-        await asyncio.to_thread(self._job_activate)
-        await asyncio.to_thread(self._job_snapshots)
-        senders = [asyncio.create_task(self._send_loop()) for _ in range(self.settings.concurrency)]
-        helpers = [
-            asyncio.create_task(self._claim_loop()),
-            asyncio.create_task(self._record_loop()),
-            asyncio.create_task(self._housekeeping_loop()),
+            taken = await asyncio.to_thread(take_over_orphans, self.store.engine)
+            self.counters.leases_taken_over += taken
+            self.metrics.takeovers.inc(taken)
+        await self.housekeeping.activate()
+        await self.housekeeping.refresh()
+        tasks = [
+            self._supervise("claimer", self._claim_loop),
+            self._supervise("recorder", self._record_loop),
+            self._supervise("housekeeping", self.housekeeping.run),
+            *(self._supervise("sender", self._send_loop) for _ in range(self.settings.concurrency)),
         ]
         try:
-            await self._stop.wait()
+            await self._beat_until_stopped()
         finally:
-            await self._drain(senders, helpers)
+            await self._drain(tasks)
+        if self.burst:  # leave no ended mailing with unsent messages behind (cron use)
+            with contextlib.suppress(Exception):
+                await self.housekeeping.expire()
         self.log.info("daemon stopped: {c}", c=self.counters)
         return self.counters
 
-    async def _drain(self, senders: list[asyncio.Task], helpers: list[asyncio.Task]) -> None:
-        # Nobody claims any more; messages still queued go back untouched.
-        helpers[0].cancel()
-        while not self._queue.empty():
+    def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> asyncio.Task:
+        """Run ``loop`` as a task that is restarted when it crashes or ends by itself.
+
+        A task crashing more than RESTART_LIMIT times within RESTART_WINDOW stops the
+        daemon (``failed``): the process exits non-zero and its supervisor restarts it.
+        """
+
+        async def supervised() -> None:
+            crashes: collections.deque[float] = collections.deque()
+            while True:
+                try:
+                    await loop()
+                except Exception:
+                    self.log.exception("the {name} task crashed; restarting it", name=name)
+                else:
+                    if self._stop.is_set():
+                        return
+                    self.log.error("the {name} task ended by itself; restarting it", name=name)
+                self.counters.restarts += 1
+                self.metrics.restarts.labels(name).inc()
+                now = time.monotonic()
+                crashes.append(now)
+                while crashes and now - crashes[0] > RESTART_WINDOW:
+                    crashes.popleft()
+                if len(crashes) > RESTART_LIMIT:
+                    self.log.critical(
+                        "the {name} task crashed {n} times in {w:.0f}s: stopping the daemon",
+                        name=name,
+                        n=len(crashes),
+                        w=RESTART_WINDOW,
+                    )
+                    self.failed = True
+                    self.stop()
+                    return
+                await asyncio.sleep(RESTART_PAUSE)
+
+        return asyncio.create_task(supervised(), name=name)
+
+    async def _beat_until_stopped(self) -> None:
+        """Publish the progress (gauge, heartbeat file) every second until stopped."""
+        while not self._stop.is_set():
+            self.metrics.progress.set(self.progress.at())
+            if self.heartbeat is not None:
+                try:
+                    await asyncio.to_thread(write_heartbeat, self.heartbeat, self.progress)
+                except OSError as exc:
+                    self._errors.error("heartbeat", f"cannot write {self.heartbeat}", exc)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HEARTBEAT_INTERVAL):
+                    await self._stop.wait()
+
+    async def _drain(self, tasks: list[asyncio.Task]) -> None:
+        """Stop claiming, let requests in flight finish, record everything, give back the rest.
+
+        The claimer and the recorder end by themselves rather than being cancelled: a
+        cancelled database call may never run, and its claims or outcomes would be lost
+        to this daemon (claims come back when their lease runs out; outcomes would not).
+        """
+        claimer, recorder, *others = tasks
+        await _finish(claimer, timeout=DRAIN_TIMEOUT)
+        while not self._queue.empty():  # claimed, never started: back untouched
             claimed = self._queue.get_nowait()
-            self._outcomes.append(self._release(claimed, self.clock.now()))
+            self._outcomes.append(self._outcome(claimed, Decision(Fate.wait, at=self.clock.now())))
         try:
             async with asyncio.timeout(DRAIN_TIMEOUT):
                 while self._in_flight:
                     await asyncio.sleep(0.01)
         except TimeoutError:
             self.log.warning("{n} requests still in flight at shutdown", n=self._in_flight)
-        for task in senders + helpers:
+        for task in others:
             task.cancel()
-        await asyncio.gather(*senders, *helpers, return_exceptions=True)
-        await asyncio.to_thread(self._flush)
-        await asyncio.to_thread(self._release_everything)
+        await asyncio.gather(*others, return_exceptions=True)
+        self._draining = True  # the recorder ends once every outcome is written
+        await _finish(recorder, timeout=FINAL_FLUSH_TIMEOUT)
+        if self._outcomes:
+            self.log.error(
+                "{n} outcomes could not be recorded; their leases run out and they are sent again",
+                n=len(self._outcomes),
+            )
+        try:
+            released = await self.store.release_all()
+            if released:
+                self.log.info("gave back {n} claimed messages", n=released)
+        except Exception as exc:
+            self.log.error(
+                "could not give back claimed messages ({e}); their leases run out", e=exc
+            )
         await self._sender.aclose()
+        if self.heartbeat is not None:
+            with contextlib.suppress(OSError):
+                self.heartbeat.unlink(missing_ok=True)
 
     # --- claiming --------------------------------------------------------------------
 
-    def _sendable(self, now: datetime) -> list[int]:
-        return [
-            m.id
-            for m in self._mailings.values()
-            if not m.paused and not m.cancelled and m.start_at <= now < m.end_at - END_MARGIN
-        ]
+    def _held(self) -> bool:
+        """Is all sending held: the circuit breaker open, or our token refused?"""
+        return self.breaker.is_open() or self._token_blocked()
 
     async def _claim_loop(self) -> None:
         capacity = 2 * self.settings.concurrency  # in flight plus a queue to keep senders busy
         while not self._stop.is_set():
-            if self.breaker.is_open() or self._token_blocked():
-                await asyncio.sleep(min(0.1, max(0.01, self.breaker.seconds_to_probe())))
-                if self.breaker.state is BreakerState.open and self.breaker.seconds_to_probe() == 0:
-                    await self._claim(1)  # the probe
-                continue
-            room = capacity - self._in_flight - self._queue.qsize()
-            if room < min(CLAIM_BATCH, self.settings.concurrency) // 2:
-                await asyncio.sleep(0.005)
-                continue
             try:
-                claimed = await self._claim(min(room, CLAIM_BATCH))
-            except Exception:
+                await self._claim_round(capacity)
+                self._errors.recovered("claim", "claiming works again")
+            except Exception as exc:
                 # The database may be restarting: keep the daemon alive and try again.
-                self.log.exception("could not claim messages; trying again in {s}s", s=CLAIM_RETRY)
+                self._errors.error(
+                    "claim", f"could not claim messages; trying again every {CLAIM_RETRY:g}s", exc
+                )
                 await asyncio.sleep(CLAIM_RETRY)
-                continue
-            if not claimed:
-                await self._idle()
+
+    async def _claim_round(self, capacity: int) -> None:
+        if self._held():
+            if self.burst:
+                self.log.warning(
+                    "the sending API is unavailable (circuit breaker open or token refused): "
+                    "burst run ends, unsent messages wait for the next run"
+                )
+                self.stop()
+                return
+            self.progress.beat("claimer")  # a deliberate wait, not a stall
+            await asyncio.sleep(min(0.1, max(0.01, self.breaker.seconds_to_probe())))
+            if self.breaker.state is BreakerState.open and self.breaker.seconds_to_probe() == 0:
+                await self._claim(1)  # the probe
+            return
+        room = capacity - self._in_flight - self._queue.qsize()
+        if room < min(CLAIM_BATCH, self.settings.concurrency) // 2:
+            self.progress.beat("claimer")  # the senders are busy
+            await asyncio.sleep(0.005)
+            return
+        claimed = await self._claim(min(room, CLAIM_BATCH))
+        self.progress.beat("claimer")
+        if not claimed:
+            await self._idle()
 
     async def _claim(self, want: int) -> int:
         now = self.clock.now()
-        mailing_ids = self._sendable(now)
+        mailing_ids = self.housekeeping.sendable(now)
         if not mailing_ids:
             return 0
-        lease_until = now + timedelta(seconds=self.settings.lease_seconds * self.clock.speed)
-        batch = await asyncio.to_thread(self._claim_rows, want, mailing_ids, now, lease_until)
+        lease_until = self.clock.after(self.settings.lease_seconds)
+        batch = await self.store.claim(
+            want=want, mailing_ids=mailing_ids, now=now, lease_until=lease_until
+        )
         for claimed in batch:
             self._queue.put_nowait(claimed)
         self.counters.claimed += len(batch)
         return len(batch)
 
-    def _claim_rows(self, want, mailing_ids, now, lease_until) -> list[Claimed]:
-        with session_scope(self.engine) as session:
-            if self.settings.rate_limit:
-                want = delivery.take_permits(
-                    session=session, want=want, rate=self.settings.rate_limit, now=now
-                )
-            return delivery.claim(
-                session=session,
-                owner=self.owner,
-                mailing_ids=mailing_ids,
-                now=now,
-                lease_until=lease_until,
-                limit=want,
-            )
-
     async def _idle(self) -> None:
         if self.burst and not self._in_flight and self._queue.empty() and not self._outcomes:
             self._idle_rounds += 1
-            if self._idle_rounds >= 3 and await asyncio.to_thread(self._nothing_due):
+            if self._idle_rounds >= 3 and not await self._anything_due():
                 self.stop()
                 return
         else:
             self._idle_rounds = 0
         await asyncio.sleep(IDLE_POLL)
 
-    def _nothing_due(self) -> bool:
-        self._job_activate()
-        self._job_snapshots()
+    async def _anything_due(self) -> bool:
+        await self.housekeeping.activate()
+        await self.housekeeping.refresh()
         now = self.clock.now()
-        with session_scope(self.engine) as session:
-            return not delivery.any_due(session=session, mailing_ids=self._sendable(now), now=now)
+        return await self.store.any_due(self.housekeeping.sendable(now), now)
 
     # --- sending ---------------------------------------------------------------------
 
@@ -279,7 +380,10 @@ class Worker:
                 outcome = await self._process(claimed)
             except Exception as exc:  # a bug must not lose the message or stop the daemon
                 self.log.exception("unexpected error sending message {id}", id=claimed.id)
-                outcome = self._retry_later(claimed, [], f"internal error: {exc}", self.clock.now())
+                outcome = self._outcome(
+                    claimed,
+                    Decision(Fate.wait, at=self.clock.now(), reason=f"internal error: {exc}"),
+                )
             finally:
                 self._in_flight -= 1
             self._outcomes.append(outcome)
@@ -312,63 +416,78 @@ class Worker:
             log.info("status sending -> {status}{r}", status=outcome.status, r=reason)
 
     async def _process(self, claimed: Claimed) -> Outcome:
-        now = self.clock.now()
-        mailing = self._mailings.get(claimed.mailing_id)
-        if mailing is None or mailing.cancelled:
-            self.counters.cancelled += 1
-            return Outcome(claimed.id, MessageStatus.cancelled)
-        deadline = mailing.end_at - END_MARGIN
-        if now >= deadline:
-            self.counters.expired += 1
-            return Outcome(claimed.id, MessageStatus.expired, last_error="the mailing ended")
-        if mailing.paused:
-            return self._release(claimed, now)
-        if mailing.window:
-            start, end = mailing.window
-            opening = windows.next_opening(now, tz=claimed.timezone, start=start, end=end)
-            if opening >= deadline:
-                self.counters.expired += 1
-                return Outcome(
-                    claimed.id, MessageStatus.expired, last_error="no window before the end"
-                )
-            if opening > now:
-                return self._release(claimed, opening)
-        if not self._may_try():
-            return self._release(claimed, now)
-
+        mailing = self.housekeeping.mailings.get(claimed.mailing_id)
+        decision = rules.before_send(
+            mailing=mailing,
+            timezone=claimed.timezone,
+            now=self.clock.now(),
+            lease_seconds_left=self.clock.seconds_until(claimed.lease_until),
+            request_timeout=self.settings.request_timeout,
+            may_send=self._may_try,
+        )
+        if decision.fate is not Fate.send:
+            return self._outcome(claimed, decision)
         attempts = []
         try:
             await self._sender.deliver(
                 claimed.id,
                 claimed.phone,
                 mailing.text,
-                deadline=deadline,
+                deadline=rules.deadline(mailing),
+                lease_until=claimed.lease_until,
                 attempts=attempts,
+                earlier_attempts=claimed.attempts,
                 may_try=self._may_try,
-                max_tries=self.settings.max_attempts - claimed.attempts,
-                log=self._message_log(claimed),
+                log=_LazyLog(self.log, claimed),
             )
-        except Unauthorized as exc:
-            self._token_refused()
+        except SendError as exc:
             self.counters.requests += len(attempts)
-            return self._release(claimed, self.clock.now(), attempts, exc.reason)
-        except Rejected as exc:
-            self.breaker.success()
-            self._count(attempts, failed=True)
-            self._message_log(claimed).info("rejected by the API: {reason}", reason=exc.reason)
-            return Outcome(claimed.id, MessageStatus.failed, attempts, last_error=exc.reason)
-        except Transient as exc:
-            self._count(attempts)
-            return self._retry_later(claimed, attempts, exc.reason, self.clock.now(), mailing)
-        except SendError as exc:  # pragma: no cover - every SendError is one of the above
-            return self._retry_later(claimed, attempts, exc.reason, self.clock.now(), mailing)
+            if isinstance(exc, Unauthorized):
+                self._token_refused()
+            elif isinstance(exc, Rejected):
+                self.breaker.success()  # the API answers: it is up
+                _LazyLog(self.log, claimed).info("rejected by the API: {r}", r=exc.reason)
+            else:
+                for attempt in attempts:
+                    if attempt.error:
+                        self.breaker.failure()
+            decision = rules.after_failure(
+                policy=self.policy,
+                failure=exc.failure,
+                reason=exc.reason,
+                attempts=claimed.attempts + len(attempts),
+                mailing=mailing,
+                now=self.clock.now(),
+                retry_after=exc.retry_after,
+                speed=self.clock.speed,
+            )
+            return self._outcome(claimed, decision, attempts)
         self.breaker.success()
-        self._count(attempts, sent=True)
+        self.counters.requests += len(attempts)
+        self.counters.sent += 1
         return Outcome(claimed.id, MessageStatus.sent, attempts, sent_at=self.clock.now())
 
-    def _message_log(self, claimed: Claimed):
-        """A logger bound to the message's ids; built only when a line is written."""
-        return _LazyLog(self.log, claimed)
+    def _outcome(self, claimed: Claimed, decision: Decision, attempts=None) -> Outcome:
+        """The outcome that records ``decision``, counted."""
+        attempts = attempts or []
+        status = _FATE_STATUS[decision.fate]
+        if decision.fate is Fate.wait:
+            if attempts:
+                self.counters.retried += 1
+            else:
+                self.counters.released += 1
+        else:
+            name = {Fate.fail: "failed", Fate.expire: "expired", Fate.cancel: "cancelled"}
+            setattr(
+                self.counters, name[decision.fate], getattr(self.counters, name[decision.fate]) + 1
+            )
+        return Outcome(
+            claimed.id,
+            status,
+            attempts,
+            next_attempt_at=decision.at if decision.fate is Fate.wait else None,
+            last_error=decision.reason,
+        )
 
     def _may_try(self) -> bool:
         """May a request start now (token not refused, breaker closed or probing, running)?"""
@@ -378,16 +497,6 @@ class Worker:
 
     def _token_blocked(self) -> bool:
         return time.monotonic() < self._auth_blocked_until
-
-    def _count(self, attempts, *, sent: bool = False, failed: bool = False) -> None:
-        self.counters.requests += len(attempts)
-        for attempt in attempts:
-            if attempt.error and not sent and not failed:
-                self.breaker.failure()
-        if sent:
-            self.counters.sent += 1
-        if failed:
-            self.counters.failed += 1
 
     def _token_refused(self) -> None:
         if self._token_blocked():
@@ -399,195 +508,52 @@ class Worker:
             s=AUTH_PROBE_INTERVAL,
         )
 
-    def _release(self, claimed: Claimed, at: datetime, attempts=None, error=None) -> Outcome:
-        self.counters.released += 1
-        return Outcome(
-            claimed.id, MessageStatus.pending, attempts or [], next_attempt_at=at, last_error=error
-        )
-
-    def _retry_later(
-        self,
-        claimed: Claimed,
-        attempts,
-        reason: str,
-        now: datetime,
-        mailing: MailingSnapshot | None = None,
-    ) -> Outcome:
-        total = claimed.attempts + len(attempts)
-        if total >= self.settings.max_attempts:
-            self.counters.failed += 1
-            return Outcome(
-                claimed.id,
-                MessageStatus.failed,
-                attempts,
-                last_error=f"{reason} (gave up after {total} attempts)",
-            )
-        pause = backoff(total, maximum=self.settings.retry_backoff_max) * self.wait_scale
-        next_at = now + timedelta(seconds=pause * self.clock.speed)
-        if mailing is not None and next_at >= mailing.end_at - END_MARGIN:
-            self.counters.expired += 1
-            return Outcome(claimed.id, MessageStatus.expired, attempts, last_error=reason)
-        self.counters.retried += 1
-        return Outcome(
-            claimed.id, MessageStatus.pending, attempts, next_attempt_at=next_at, last_error=reason
-        )
-
     # --- recording -------------------------------------------------------------------
 
     async def _record_loop(self) -> None:
+        pause = RECORD_INTERVAL
         while True:
-            await asyncio.sleep(RECORD_INTERVAL)
-            if self._outcomes:
-                await asyncio.to_thread(self._flush)
+            await asyncio.sleep(pause)
+            if not self._outcomes:
+                if self._draining:
+                    return  # everything is written: the daemon may stop
+                self.progress.beat("recorder")
+                continue
+            recorded = await self._flush()
+            pause = RECORD_INTERVAL if recorded else min(RECORD_BACKOFF_MAX, pause * 2)
 
-    def _flush(self) -> None:
+    async def _flush(self) -> bool:
+        """Write the outcomes gathered so far; False (keeping them) when that failed."""
         outcomes, self._outcomes = self._outcomes, []
         if not outcomes:
-            return
+            return True
         try:
-            with session_scope(self.engine) as session:
-                delivery.record(session=session, owner=self.owner, outcomes=outcomes)
-        except Exception:
-            # Keep them for the next flush: losing an outcome would resend the message.
-            self.log.exception("could not record {n} outcomes; will retry", n=len(outcomes))
+            dropped = await self.store.record(outcomes)
+        except asyncio.CancelledError:
+            # Maybe written, maybe not: keep them (writing one twice changes nothing).
             self._outcomes[:0] = outcomes
-
-    def _release_everything(self) -> None:
-        with session_scope(self.engine) as session:
-            released = delivery.release_all(session=session, owner=self.owner)
-        if released:
-            self.log.info("gave back {n} claimed messages", n=released)
-
-    # --- housekeeping ----------------------------------------------------------------
-
-    async def _housekeeping_loop(self) -> None:
-        scheduler = schedule.Scheduler()
-        scheduler.every(ACTIVATE_INTERVAL).seconds.do(self._spawn, "activate", self._job_activate)
-        scheduler.every(SNAPSHOT_INTERVAL).seconds.do(self._spawn, "snapshots", self._job_snapshots)
-        scheduler.every(EXPIRE_INTERVAL).seconds.do(self._spawn, "expire", self._job_expire)
-        scheduler.every(REAP_INTERVAL).seconds.do(self._spawn, "reap", self._job_reap)
-        scheduler.every(BACKLOG_INTERVAL).seconds.do(self._spawn, "backlog", self._job_backlog)
-        if self.settings.smtp_host and self.settings.report_to:
-            scheduler.every(REPORT_INTERVAL).seconds.do(self._spawn, "report", self.job_report)
-        while True:
-            scheduler.run_pending()
-            await asyncio.sleep(0.05)
-
-    def _spawn(self, name: str, job: Callable[[], None]) -> None:
-        """Run a job in a thread unless its previous run is still going."""
-        if name in self._jobs_running:
-            return
-        self._jobs_running.add(name)
-
-        async def run() -> None:
-            try:
-                await asyncio.to_thread(job)
-            except Exception:
-                self.log.exception("housekeeping job {name} failed; it runs again soon", name=name)
-            finally:
-                self._jobs_running.discard(name)
-
-        asyncio.get_running_loop().create_task(run())
-
-    def _job_activate(self) -> None:
-        now = self.clock.now()
-        activated = False
-        with session_scope(self.engine) as session:
-            for mailing in delivery.due_for_activation(session=session, now=now):
-                if mailing.end_at <= now:
-                    continue  # the expiry job materialises and expires it
-                created = delivery.activate(session=session, mailing=mailing, now=now)
-                deferred = 0
-                if mailing.window_start and mailing.window_end:
-                    deferred = self._defer_to_windows(session, mailing, now)
-                self.counters.activated.append(mailing.id)
-                activated = True
-                self.log.bind(mailing_id=mailing.id).info(
-                    "mailing activated: {n} messages, {d} waiting for their window",
-                    n=created,
-                    d=deferred,
-                )
-        if activated:  # let the claimer see it now rather than at the next refresh
-            self._job_snapshots()
-
-    def _defer_to_windows(self, session, mailing, now: datetime) -> int:
-        """Set each timezone's messages to its next window opening (or expire them)."""
-        deferred = 0
-        start_from = max(now, mailing.start_at)
-        for tz in delivery.audience_timezones(session=session, mailing_id=mailing.id):
-            opening = windows.next_opening(
-                start_from, tz=tz, start=mailing.window_start, end=mailing.window_end
+            raise
+        except Exception as exc:
+            # Keep them for the next try: losing an outcome would resend the message.
+            self._outcomes[:0] = outcomes
+            self._errors.error(
+                "record", f"could not record {len(outcomes)} outcomes; trying again", exc
             )
-            if opening >= mailing.end_at - END_MARGIN:
-                deferred += delivery.defer_timezone(
-                    session=session, mailing_id=mailing.id, timezone=tz, until=None
-                )
-            elif opening > start_from:
-                deferred += delivery.defer_timezone(
-                    session=session, mailing_id=mailing.id, timezone=tz, until=opening
-                )
-        return deferred
-
-    def _job_snapshots(self) -> None:
-        with session_scope(self.engine) as session:
-            self._mailings = delivery.live_mailings(session=session, now=self.clock.now())
-        self.metrics.active.set(len(self._sendable(self.clock.now())))
-        self.metrics.breaker.state(self.breaker.state.value)
-
-    def _job_backlog(self) -> None:
-        with session_scope(self.engine) as session:
-            backlog = delivery.unsent_count(session=session, mailing_ids=list(self._mailings))
-        self.metrics.pending.set(backlog)
-
-    def _job_expire(self) -> None:
-        now = self.clock.now()
-        with session_scope(self.engine) as session:
-            expired = delivery.expire_ended(session=session, now=now)
-            completed = delivery.complete_done(session=session, now=now)
-        for mailing_id, count in expired.items():
-            self.metrics.messages.labels(MessageStatus.expired.value).inc(count)
-            self.log.bind(mailing_id=mailing_id).info(
-                "mailing ended: {n} unsent messages expired", n=count
+            return False
+        self._errors.recovered("record", "recording outcomes works again")
+        self.progress.beat("recorder")
+        if dropped:
+            self.counters.dropped += len(dropped)
+            self.log.warning(
+                "dropped the outcomes of {n} messages deleted while being sent (their mailing "
+                "or client was deleted): {ids}",
+                n=len(dropped),
+                ids=dropped[:20],
             )
-        for mailing_id in completed:
-            self.log.bind(mailing_id=mailing_id).info("mailing complete: every message is final")
-
-    def job_report(self) -> bool:
-        """Send the day's statistics email once its local time has come; True if sent here.
-
-        Every daemon runs this; the day's row in ``report_run`` lets exactly one send it.
-        A failed sending gives the day back, so a later run (here or elsewhere) tries again.
-        """
-        zone = ZoneInfo(self.settings.report_zone)
-        now = self.clock.now()
-        local = now.astimezone(zone)
-        if local.strftime("%H:%M") < self.settings.report_time:
-            return False
-        day = local.date()
-        with session_scope(self.engine) as session:
-            if not report.claim_day(session=session, day=day, owner=self.owner, now=now):
-                return False
-            content = report.build_report(session=session, now=now)
-        try:
-            send_report(self.settings, content, wait_scale=self.wait_scale)
-        except MailError as exc:
-            self.log.error("the daily report for {day} was not sent: {e}", day=day, e=exc)
-            with session_scope(self.engine) as session:
-                report.release_day(session=session, day=day, owner=self.owner)
-            return False
-        with session_scope(self.engine) as session:
-            report.mark_sent(session=session, day=day, owner=self.owner, now=self.clock.now())
         return True
 
-    def _take_over_orphans(self) -> None:
-        taken = take_over_orphans(self.engine)
-        self.counters.leases_taken_over += taken
-        self.metrics.takeovers.inc(taken)
+    # --- the daily report (kept here for the tests and `notifyctl report`) -----------
 
-    def _job_reap(self) -> None:
-        with session_scope(self.engine) as session:
-            taken = delivery.reap_leases(session=session, now=self.clock.now())
-        if taken:
-            self.counters.leases_taken_over += taken
-            self.metrics.takeovers.inc(taken)
-            self.log.warning("took over {n} messages whose daemon stopped answering", n=taken)
+    def job_report(self) -> bool:
+        """Send the day's statistics email if it is due and not sent yet; True if sent here."""
+        return self.housekeeping.report()

@@ -69,9 +69,14 @@ def create_app(
         message = _parse_body(await request.body(), msg_id)
         plan = state.plan
         if plan.in_outage(now):
-            return Response(b'{"error":"outage"}', 503, media_type=JSON)
+            return Response(plan.error_body(b'{"error":"outage"}'), 503, media_type=JSON)
         if plan.over_rate():
-            return Response(b'{"error":"rate limited"}', 429, {"Retry-After": "1"}, media_type=JSON)
+            return Response(
+                plan.error_body(b'{"error":"rate limited"}'),
+                429,
+                {"Retry-After": f"{plan.faults.retry_after:g}"},
+                media_type=JSON,
+            )
         delay = plan.delay()
         if delay:
             await asyncio.sleep(delay)
@@ -85,7 +90,8 @@ def create_app(
         if outcome is Outcome.ok:
             return Response(OK_BODY, media_type=JSON)
         if outcome is Outcome.error:
-            return Response(b'{"error":"internal"}', plan.pick(ERROR_CODES), media_type=JSON)
+            body = plan.error_body(b'{"error":"internal"}')
+            return Response(body, plan.pick(ERROR_CODES), media_type=JSON)
         if outcome is Outcome.garbage:
             return Response(plan.pick(GARBAGE_BODIES), 200, media_type=JSON)
         await _drop(request)

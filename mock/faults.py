@@ -26,6 +26,12 @@ class Faults(BaseModel):
     garbage_rate: float = Field(0.0, ge=0, le=1, description="share answered 200 with a bad body")
     drop_rate: float = Field(0.0, ge=0, le=1, description="share whose connection is dropped")
     rate_limit: float | None = Field(None, gt=0, description="requests/s above which 429 comes")
+    retry_after: float = Field(
+        1.0, ge=0, le=86_400, description="seconds in the Retry-After header of a 429"
+    )
+    error_body_bytes: int = Field(
+        0, ge=0, le=64 * 1024 * 1024, description="padding added to the body of 5xx/429 answers"
+    )
     outage_seconds: float | None = Field(
         None, ge=0, description="refuse everything (503) for this long from outage_at / now"
     )
@@ -41,6 +47,7 @@ class FaultPlan:
         self._outage: tuple[float, float] | None = None
         self._tokens = 0.0
         self._refilled = time.monotonic()
+        self._padding = b""
         if faults is not None:
             self.apply(faults)
 
@@ -90,6 +97,15 @@ class FaultPlan:
                 return outcome
             roll -= rate
         return Outcome.ok
+
+    def error_body(self, body: bytes) -> bytes:
+        """``body`` padded with spaces to ``error_body_bytes`` (a huge answer, on demand)."""
+        size = self.faults.error_body_bytes
+        if size <= len(body):
+            return body
+        if len(self._padding) != size - len(body):
+            self._padding = b" " * (size - len(body))
+        return body + self._padding
 
     def pick(self, options):
         return self._rng.choice(options)

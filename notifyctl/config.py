@@ -1,5 +1,6 @@
 """Settings: one pydantic-settings class read from NOTIFY_* variables and a .env file."""
 
+import tempfile
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -94,6 +95,10 @@ class Settings(BaseSettings):
     breaker_threshold: int = Field(20, ge=1)
     #: seconds a claimed message stays ours; a dead daemon's claims are taken over after it
     lease_seconds: float = Field(30.0, gt=0)
+    #: seconds without progress while messages are due after which `daemon --check` fails
+    stall_seconds: float = Field(120.0, gt=0)
+    #: the daemon's heartbeat file (read by `daemon --check`); unset = in the temp directory
+    heartbeat_file: Path | None = None
     #: HTTP client transport under the httpx API
     sender_transport: Transport = Transport.aiohttp
     #: port of the daemon's Prometheus /metrics (sender process k of --workers N: port + k); 0 = off
@@ -156,6 +161,11 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown IANA timezone {value!r}") from exc
         return value
+
+    @property
+    def heartbeat_path(self) -> Path:
+        """Where `notifyctl daemon` writes its progress for `daemon --check`."""
+        return self.heartbeat_file or Path(tempfile.gettempdir()) / "notifyctl-daemon.heartbeat"
 
     @property
     def report_zone(self) -> str:

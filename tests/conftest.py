@@ -33,6 +33,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     monkeypatch.chdir(tmp_path)
     # Daemons started by tests serve no metrics unless a test asks: no fight over port 9100.
     monkeypatch.setenv("NOTIFY_METRICS_PORT", "0")
+    # Each test's daemons write their heartbeat in the test's folder, not the shared /tmp.
+    monkeypatch.setenv("NOTIFY_HEARTBEAT_FILE", str(tmp_path / "daemon.heartbeat"))
     # The default database lives in the user data directory: point it at the test's folder.
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
@@ -124,3 +126,23 @@ class Cli:
 @pytest.fixture
 def cli(db_url: str) -> Cli:
     return Cli(db_url)
+
+
+@pytest.fixture
+def mock_api():
+    """The mock sending API, served by uvicorn in a thread, with repeatable fault dice."""
+    from mock import server
+    from tests.daemon_helpers import MockApi
+    from tests.servers import running
+
+    with running(server.config(seed=7)) as url:
+        yield MockApi(url)
+
+
+@pytest.fixture(autouse=True)
+def no_daemon_outlives_its_test():
+    """A failed assertion must not leave a daemon sending to whatever takes its port next."""
+    from tests.daemon_helpers import kill_started_daemons
+
+    yield
+    kill_started_daemons()

@@ -1,6 +1,11 @@
-"""Helpers for daemon tests: a live mock API, settings, and running a worker in-process."""
+"""Helpers for daemon tests: a live mock API, settings, a worker in-process, daemon processes."""
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -8,11 +13,13 @@ import httpx
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from daemon.clock import SystemClock
 from daemon.worker import Counters, Worker
 from mock.auth import demo_token
 from notifyctl.config import Settings
 from notifyctl.db import make_engine
 from notifyctl.models import Attempt, Message
+from tests.factories import add_clients, add_mailing
 
 AUTH = {"Authorization": f"Bearer {demo_token()}"}
 
@@ -59,7 +66,8 @@ def run_worker(
 ) -> Counters:
     """Run a worker (burst, or until ``until()`` holds) and return its counters."""
     engine = make_engine(settings.database_url)
-    worker = Worker(engine=engine, settings=settings, burst=burst, wait_scale=0.0, clock=clock)
+    clock = clock or SystemClock(wait_scale=0.0)  # retries without waiting
+    worker = Worker(engine=engine, settings=settings, burst=burst, clock=clock)
 
     async def watch() -> None:
         while True:
@@ -82,6 +90,15 @@ def run_worker(
         return asyncio.run(main())
     finally:
         engine.dispose()
+
+
+def change(db_url: str, action, **kwargs) -> None:
+    """Call the service function ``action`` in a session of its own, as another client would."""
+    engine = make_engine(db_url)
+    with Session(engine) as own:
+        action(session=own, **kwargs)
+        own.commit()
+    engine.dispose()
 
 
 def statuses(db_url: str, mailing_id: int) -> dict[str, int]:
@@ -107,3 +124,70 @@ def attempts_of(db_url: str) -> list[Attempt]:
 
 def arrivals(items: list[dict]) -> list[datetime]:
     return [datetime.fromisoformat(item["last_at"]) for item in items]
+
+
+# --- daemons as processes ----------------------------------------------------------------
+
+_started: list[subprocess.Popen] = []
+
+
+def kill_started_daemons() -> None:
+    """Kill every daemon process a test started and left running."""
+    while _started:
+        process = _started.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def start_daemon(db_url: str, mock: MockApi, *extra: str, **env: str) -> subprocess.Popen:
+    environment = (
+        dict(os.environ)
+        | {
+            "NOTIFY_SENDER_URL": mock.send_url,
+            "NOTIFY_CONCURRENCY": "40",
+            "NOTIFY_REQUEST_TIMEOUT": "2",
+            "NOTIFY_LEASE_SECONDS": "7",
+            "NOTIFY_LOG_LEVEL": "WARNING",
+        }
+        | env
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "notifyctl", "--db", db_url, "daemon", *extra],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _started.append(process)
+    return process
+
+
+def fresh_postgres_mailing(postgres_url: str, *, clients: int):
+    """Empty the run's PostgreSQL database, add clients and a due mailing to all of them."""
+    from sqlmodel import Session
+
+    from notifyctl.db import make_engine
+    from tests.conftest import TABLES
+
+    engine = make_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    with Session(engine, expire_on_commit=False) as session:
+        add_clients(session, clients)
+        mailing = add_mailing(session)
+    engine.dispose()
+    return mailing
+
+
+def wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.1)
+
+
+def stop(process: subprocess.Popen) -> int:
+    process.send_signal(signal.SIGTERM)
+    return process.wait(30)

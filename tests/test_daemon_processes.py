@@ -1,61 +1,10 @@
 """Daemons as real processes: kill -9 and restart, several on PostgreSQL, one on SQLite."""
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 
-import pytest
-
-from mock import server
-from tests.daemon_helpers import MockApi, statuses
+from tests.daemon_helpers import fresh_postgres_mailing, start_daemon, statuses, stop, wait_for
 from tests.factories import add_clients, add_mailing
-from tests.servers import running
-
-
-@pytest.fixture
-def mock_api():
-    with running(server.config(seed=3)) as url:
-        yield MockApi(url)
-
-
-_started: list[subprocess.Popen] = []
-
-
-@pytest.fixture(autouse=True)
-def no_daemon_outlives_its_test():
-    """A failed assertion must not leave a daemon sending to whatever takes its port next."""
-    yield
-    while _started:
-        process = _started.pop()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-def start_daemon(db_url: str, mock: MockApi, *extra: str, **env: str) -> subprocess.Popen:
-    environment = (
-        dict(os.environ)
-        | {
-            "NOTIFY_SENDER_URL": mock.send_url,
-            "NOTIFY_CONCURRENCY": "40",
-            "NOTIFY_REQUEST_TIMEOUT": "2",
-            "NOTIFY_LEASE_SECONDS": "7",
-            "NOTIFY_LOG_LEVEL": "WARNING",
-        }
-        | env
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "notifyctl", "--db", db_url, "daemon", *extra],
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    _started.append(process)
-    return process
 
 
 def sending_ids(db_url: str) -> set[int]:
@@ -70,36 +19,6 @@ def sending_ids(db_url: str) -> set[int]:
         )
     engine.dispose()
     return ids
-
-
-def fresh_postgres_mailing(postgres_url: str, *, clients: int):
-    """Empty the run's PostgreSQL database, add clients and a due mailing to all of them."""
-    from sqlmodel import Session
-
-    from notifyctl.db import make_engine
-    from tests.conftest import TABLES
-
-    engine = make_engine(postgres_url)
-    with engine.begin() as connection:
-        connection.exec_driver_sql(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
-    with Session(engine, expire_on_commit=False) as session:
-        add_clients(session, clients)
-        mailing = add_mailing(session)
-    engine.dispose()
-    return mailing
-
-
-def wait_for(condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.1)
-
-
-def stop(process: subprocess.Popen) -> int:
-    process.send_signal(signal.SIGTERM)
-    return process.wait(30)
 
 
 def test_kill_9_loses_nothing_and_duplicates_only_what_was_in_flight(db_url, session, mock_api):

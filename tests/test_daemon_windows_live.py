@@ -40,7 +40,7 @@ def test_windows_follow_each_clients_clock_across_a_dst_change(db_url, session, 
         ),
     )
     session.commit()
-    clock = ScaledClock(datetime(2027, 3, 14, 5, 55, tzinfo=UTC), speed=SPEED)
+    clock = ScaledClock(datetime(2027, 3, 14, 5, 55, tzinfo=UTC), speed=SPEED, wait_scale=0.0)
 
     run_worker(
         settings_for(db_url, mock_api),

@@ -180,16 +180,27 @@ def test_the_daemon_exposes_outcomes_latency_errors_and_retries(db_url, session,
     assert metrics.serve("127.0.0.1", port)
     settings = settings_for(db_url, mock_api)
 
+    from daemon.clock import SystemClock
     from daemon.worker import Worker
     from notifyctl.db import make_engine
 
     engine = make_engine(db_url)
     import asyncio
 
-    worker = Worker(engine=engine, settings=settings, burst=True, wait_scale=0.0, metrics=metrics)
+    worker = Worker(
+        engine=engine,
+        settings=settings,
+        burst=True,
+        clock=SystemClock(wait_scale=0.0),
+        metrics=metrics,
+    )
     asyncio.run(worker.run())
-    worker._job_snapshots()
-    worker._job_backlog()
+
+    async def housekeeping() -> None:
+        await worker.housekeeping.refresh()
+        await worker.housekeeping.backlog()
+
+    asyncio.run(housekeeping())
     engine.dispose()
     with urlopen(f"http://127.0.0.1:{port}/metrics") as answer:
         values = samples(answer.read().decode())

@@ -61,6 +61,20 @@ def mock(
         show_envvar=True,
         help="Requests per second above which 429 comes.",
     ),
+    retry_after: float | None = typer.Option(
+        None,
+        "--retry-after",
+        envvar="MOCK_RETRY_AFTER",
+        show_envvar=True,
+        help="Seconds in the Retry-After header of a 429 (default 1).",
+    ),
+    error_body_bytes: int | None = typer.Option(
+        None,
+        "--error-body-bytes",
+        envvar="MOCK_ERROR_BODY_BYTES",
+        show_envvar=True,
+        help="Pad the bodies of 5xx and 429 answers to this many bytes (a huge answer).",
+    ),
     outage_seconds: float | None = typer.Option(
         None,
         "--outage-seconds",
@@ -109,6 +123,8 @@ def mock(
         "garbage_rate": garbage_rate,
         "drop_rate": drop_rate,
         "rate_limit": rate_limit,
+        "retry_after": retry_after,
+        "error_body_bytes": error_body_bytes,
         "outage_seconds": outage_seconds,
         "outage_at": outage_at,
     }
@@ -132,7 +148,11 @@ def daemon(
         False, "--burst", help="Send everything due now, then exit (for scripts and cron)."
     ),
     check: bool = typer.Option(
-        False, "--check", help="Health probe: exit 0 if the database is usable, else 1."
+        False,
+        "--check",
+        help="Health probe (liveness): exit 0 if the database is usable and no daemon on "
+        "this host has gone NOTIFY_STALL_SECONDS without progress while messages are due; "
+        "else one line on stderr and exit 1.",
     ),
     workers: int | None = typer.Option(
         None,
@@ -161,9 +181,19 @@ def daemon(
     cli = state(ctx)
     engine = cli.engine  # creates the schema or refuses an old one
     if check:
-        from notifyctl.db import current_revision
+        from daemon.health import stalled
+        from notifyctl.db import current_revision, session_scope
+        from notifyctl.services.delivery import due_now
+        from notifyctl.timeutil import utcnow
 
         current_revision(engine)
+        problems = stalled(cli.settings.heartbeat_path, stall_seconds=cli.settings.stall_seconds)
+        if problems:
+            with session_scope(engine) as session:
+                due = due_now(session=session, now=utcnow())
+            if due:
+                error(f"{problems[0]}, while {due} messages are due")
+                raise typer.Exit(1)
         print("ok")
         return
     configure_logging(cli.settings)
@@ -183,7 +213,9 @@ def daemon(
             if is_sqlite(engine):
                 take_over_orphans(engine)
             args = ["daemon", "--child", *(["--burst"] if burst else [])]
-            environment = child_environment(cli.settings.database_url, cli.settings.metrics_port)
+            environment = child_environment(
+                cli.settings.database_url, cli.settings.metrics_port, cli.settings.heartbeat_path
+            )
             code = run_children(processes, args, environment)
         raise typer.Exit(code)
 
@@ -200,9 +232,12 @@ def daemon(
             burst=burst,
             exclusive=is_sqlite(engine) and not child,
             metrics=metrics,
+            heartbeat=cli.settings.heartbeat_path,
         )
         with stop_on_signals(worker.stop):
             counters = await worker.run()
+        if worker.failed:
+            raise typer.Exit(1)
         if burst:
             from notifyctl.render import info
 

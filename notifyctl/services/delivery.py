@@ -137,6 +137,8 @@ class Claimed:
     phone: str
     timezone: str
     attempts: int
+    #: the lease's end: no request of this claim may outlive it
+    lease_until: datetime
 
 
 def claim(
@@ -185,7 +187,7 @@ def claim(
         .join(Client, Client.id == MESSAGE.c.client_id)
         .where(MESSAGE.c.id.in_(claimed_ids))
     )
-    found = [Claimed(*row) for row in rows]
+    found = [Claimed(*row, lease_until) for row in rows]
     if len(found) < len(claimed_ids):  # the client was deleted in between
         gone = set(claimed_ids) - {c.id for c in found}
         session.execute(
@@ -224,11 +226,24 @@ class Outcome:
     last_error: str | None = None
 
 
+def existing_messages(*, session: Session, ids: list[int]) -> set[int]:
+    """Which of these message ids still exist (a mailing or client may have been deleted)."""
+    found: set[int] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        found.update(
+            session.execute(sa.select(MESSAGE.c.id).where(MESSAGE.c.id.in_(chunk))).scalars()
+        )
+    return found
+
+
 def record(*, session: Session, owner: str, outcomes: list[Outcome]) -> None:
     """Store outcomes and their attempts in a few executemany statements.
 
     A ``sent`` outcome is stored even if our lease was taken over meanwhile: the API
     did accept it. Any other outcome is stored only while we still hold the message.
+    An outcome of a deleted message fails the attempts' foreign key: the caller drops
+    those (``existing_messages``) and records the rest.
     """
     sent = [o for o in outcomes if o.status is MessageStatus.sent]
     other = [o for o in outcomes if o.status is not MessageStatus.sent]
@@ -432,3 +447,23 @@ def any_due(*, session: Session, mailing_ids: list[int], now: datetime) -> bool:
         ),
     )
     return session.execute(query.limit(1)).first() is not None
+
+
+def due_now(*, session: Session, now: datetime) -> int:
+    """Messages due now in running mailings (started, not ended, paused or cancelled)."""
+    running = sa.select(MAILING.c.id).where(
+        MAILING.c.start_at <= now,
+        MAILING.c.end_at > now,
+        MAILING.c.paused_at.is_(None),
+        MAILING.c.cancelled_at.is_(None),
+        MAILING.c.completed_at.is_(None),
+    )
+    return session.execute(
+        sa.select(sa.func.count())
+        .select_from(MESSAGE)
+        .where(
+            MESSAGE.c.mailing_id.in_(running),
+            MESSAGE.c.status == MessageStatus.pending,
+            MESSAGE.c.next_attempt_at <= now,
+        )
+    ).scalar_one()

@@ -1,0 +1,185 @@
+"""The daemon's periodic jobs, on a ``schedule`` scheduler: activation, mailing snapshots,
+expiry and completion, lease reaping, the backlog metric and the daily report.
+
+Each job runs as its own task (never two runs of one job at once); one that fails is
+logged (once per interval while it keeps failing) and runs again at its next turn.
+"""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import schedule
+
+from daemon import rules
+from daemon.mailer import MailError, send_report
+from daemon.metrics import DaemonMetrics
+from daemon.quiet import QuietErrors
+from daemon.store import Store
+from notifyctl.config import Settings
+from notifyctl.models import Mailing, MessageStatus
+from notifyctl.services.delivery import MailingSnapshot
+
+ACTIVATE_INTERVAL = 0.25  # seconds between looks for mailings whose start has come
+SNAPSHOT_INTERVAL = 0.5  # seconds between refreshes of the mailings' state
+EXPIRE_INTERVAL = 0.5  # seconds between expiry/completion passes
+REAP_INTERVAL = 5.0  # seconds between takeovers of dead daemons' leases
+REPORT_INTERVAL = 30.0  # seconds between looks at whether the daily report is due
+BACKLOG_INTERVAL = 5.0  # seconds between counts of the backlog (a metric)
+TICK = 0.05  # seconds between looks at the schedule
+
+
+class Housekeeping:
+    """The periodic jobs of one worker; ``mailings`` is the snapshot its claims go by."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        settings: Settings,
+        clock,
+        metrics: DaemonMetrics,
+        counters,
+        log,
+        breaker_state: Callable[[], str],
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.metrics = metrics
+        self.counters = counters
+        self.log = log
+        self._breaker_state = breaker_state
+        self.mailings: dict[int, MailingSnapshot] = {}
+        #: when the snapshot was last read (monotonic seconds): its freshness
+        self.snapshot_at: float | None = None
+        self._running: set[str] = set()
+        self._errors = QuietErrors(log)
+
+    # --- the loop ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        scheduler = schedule.Scheduler()
+        jobs: list[tuple[float, str, Callable[[], Awaitable[object]]]] = [
+            (ACTIVATE_INTERVAL, "activate", self.activate),
+            (SNAPSHOT_INTERVAL, "snapshots", self.refresh),
+            (EXPIRE_INTERVAL, "expire", self.expire),
+            (REAP_INTERVAL, "reap", self.reap),
+            (BACKLOG_INTERVAL, "backlog", self.backlog),
+        ]
+        if self.settings.smtp_host and self.settings.report_to:
+            jobs.append((REPORT_INTERVAL, "report", self._report_async))
+        for interval, name, job in jobs:
+            scheduler.every(interval).seconds.do(self._spawn, name, job)
+        while True:
+            scheduler.run_pending()
+            await asyncio.sleep(TICK)
+
+    def _spawn(self, name: str, job: Callable[[], Awaitable[object]]) -> None:
+        """Start a job as a task unless its previous run is still going."""
+        if name in self._running:
+            return
+        self._running.add(name)
+
+        async def run() -> None:
+            try:
+                await job()
+                self._errors.recovered(name, f"housekeeping job {name} works again")
+            except Exception as exc:
+                self._errors.error(name, f"housekeeping job {name} failed; it runs again soon", exc)
+            finally:
+                self._running.discard(name)
+
+        asyncio.get_running_loop().create_task(run())
+
+    # --- the jobs ---------------------------------------------------------------------
+
+    def sendable(self, now: datetime) -> list[int]:
+        """Mailings whose messages may be claimed now."""
+        limit = now + rules.END_MARGIN
+        return [
+            m.id
+            for m in self.mailings.values()
+            if not m.paused and not m.cancelled and m.start_at <= now and limit < m.end_at
+        ]
+
+    async def activate(self) -> None:
+        now = self.clock.now()
+        activated = await self.store.activate_due(now, window=self._window_for(now))
+        for item in activated:
+            self.counters.activated.append(item.mailing_id)
+            self.log.bind(mailing_id=item.mailing_id).info(
+                "mailing activated: {n} messages, {d} waiting for their window",
+                n=item.created,
+                d=item.deferred,
+            )
+        if activated:  # let the claimer see it now rather than at the next refresh
+            await self.refresh()
+
+    @staticmethod
+    def _window_for(now: datetime) -> Callable[[Mailing, str], rules.Decision]:
+        def decide(mailing: Mailing, timezone: str) -> rules.Decision:
+            return rules.window_decision(
+                start=mailing.window_start,
+                end=mailing.window_end,
+                timezone=timezone,
+                now=max(now, mailing.start_at),
+                end_at=mailing.end_at,
+            )
+
+        return decide
+
+    async def refresh(self) -> None:
+        """Read the live mailings' state (pause, cancel, text, window) again."""
+        self.mailings = await self.store.live_mailings(self.clock.now())
+        self.snapshot_at = time.monotonic()
+        self.metrics.active.set(len(self.sendable(self.clock.now())))
+        self.metrics.breaker.state(self._breaker_state())
+
+    async def expire(self) -> None:
+        expired, completed = await self.store.expire_and_complete(self.clock.now())
+        for mailing_id, count in expired.items():
+            self.metrics.messages.labels(MessageStatus.expired.value).inc(count)
+            self.log.bind(mailing_id=mailing_id).info(
+                "mailing ended: {n} unsent messages expired", n=count
+            )
+        for mailing_id in completed:
+            self.log.bind(mailing_id=mailing_id).info("mailing complete: every message is final")
+
+    async def reap(self) -> None:
+        taken = await self.store.reap(self.clock.now())
+        if taken:
+            self.counters.leases_taken_over += taken
+            self.metrics.takeovers.inc(taken)
+            self.log.warning("took over {n} messages whose daemon stopped answering", n=taken)
+
+    async def backlog(self) -> None:
+        self.metrics.pending.set(await self.store.backlog(list(self.mailings)))
+
+    async def _report_async(self) -> None:
+        await asyncio.to_thread(self.report)
+
+    def report(self) -> bool:
+        """Send the day's statistics email once its local time has come; True if sent here.
+
+        Every daemon runs this; the day's row in ``report_run`` lets exactly one send it.
+        A failed sending gives the day back, so a later run (here or elsewhere) tries again.
+        """
+        now = self.clock.now()
+        local = now.astimezone(ZoneInfo(self.settings.report_zone))
+        if local.strftime("%H:%M") < self.settings.report_time:
+            return False
+        day = local.date()
+        content = self.store.claim_report_day(day=day, now=now)
+        if content is None:
+            return False
+        try:
+            send_report(self.settings, content, wait_scale=self.clock.wait_scale)
+        except MailError as exc:
+            self.log.error("the daily report for {day} was not sent: {e}", day=day, e=exc)
+            self.store.release_report_day(day=day)
+            return False
+        self.store.mark_report_sent(day=day, now=self.clock.now())
+        return True

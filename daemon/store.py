@@ -1,0 +1,189 @@
+"""The daemon's database work behind one interface: sessions and threads live here.
+
+Every method is a coroutine that runs its transaction in a worker thread
+(``asyncio.to_thread``), so requests keep flowing while rows are written; the worker and
+the housekeeping jobs never open a session themselves. The statements are the service
+functions of ``notifyctl.services.delivery`` and ``report``. Model: procrastinate's
+``manager.py``.
+"""
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from loguru import logger
+from sqlalchemy.engine import Engine
+
+from daemon.rules import Decision, Fate
+from notifyctl.db import session_scope
+from notifyctl.errors import StorageError
+from notifyctl.models import Mailing
+from notifyctl.services import delivery, report
+from notifyctl.services.delivery import Claimed, MailingSnapshot, Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Activated:
+    mailing_id: int
+    created: int
+    deferred: int
+
+
+def _integrity_error(exc: BaseException) -> bool:
+    return isinstance(exc.__cause__, sa.exc.IntegrityError)
+
+
+class Store:
+    """One daemon's access to the database."""
+
+    def __init__(self, engine: Engine, *, owner: str, rate_limit: float | None = None) -> None:
+        self.engine = engine
+        self.owner = owner
+        self.rate_limit = rate_limit
+
+    # --- claims and outcomes ----------------------------------------------------------
+
+    async def claim(
+        self, *, want: int, mailing_ids: list[int], now: datetime, lease_until: datetime
+    ) -> list[Claimed]:
+        """Lease up to ``want`` due messages (fewer under the global rate limit)."""
+        return await asyncio.to_thread(self._claim, want, mailing_ids, now, lease_until)
+
+    def _claim(self, want, mailing_ids, now, lease_until) -> list[Claimed]:
+        with session_scope(self.engine) as session:
+            if self.rate_limit:
+                want = delivery.take_permits(
+                    session=session, want=want, rate=self.rate_limit, now=now
+                )
+            return delivery.claim(
+                session=session,
+                owner=self.owner,
+                mailing_ids=mailing_ids,
+                now=now,
+                lease_until=lease_until,
+                limit=want,
+            )
+
+    async def record(self, outcomes: list[Outcome]) -> list[int]:
+        """Store outcomes; returns the ids dropped because their message was deleted.
+
+        Raises StorageError when the batch could not be stored for another reason.
+        """
+        return await asyncio.to_thread(self._record, outcomes)
+
+    def _record(self, outcomes: list[Outcome]) -> list[int]:
+        try:
+            with session_scope(self.engine) as session:
+                delivery.record(session=session, owner=self.owner, outcomes=outcomes)
+            return []
+        except StorageError as exc:
+            if not _integrity_error(exc):
+                raise
+        # A message of the batch is gone (its mailing or client was deleted meanwhile):
+        # record the others. Should it vanish between the two statements, the next call
+        # drops it too.
+        with session_scope(self.engine) as session:
+            alive = delivery.existing_messages(
+                session=session, ids=[o.message_id for o in outcomes]
+            )
+            kept = [o for o in outcomes if o.message_id in alive]
+            delivery.record(session=session, owner=self.owner, outcomes=kept)
+        return [o.message_id for o in outcomes if o.message_id not in alive]
+
+    async def release_all(self) -> int:
+        """Give back every message this daemon holds."""
+        return await asyncio.to_thread(self._in_session, delivery.release_all, owner=self.owner)
+
+    async def reap(self, now: datetime | None) -> int:
+        """Take back leases that ran out (``None``: every lease, for a daemon alone)."""
+        return await asyncio.to_thread(self._in_session, delivery.reap_leases, now=now)
+
+    # --- mailings ---------------------------------------------------------------------
+
+    async def live_mailings(self, now: datetime) -> dict[int, MailingSnapshot]:
+        return await asyncio.to_thread(self._in_session, delivery.live_mailings, now=now)
+
+    async def activate_due(
+        self, now: datetime, *, window: Callable[[Mailing, str], Decision]
+    ) -> list[Activated]:
+        """Materialise the audience of every mailing whose start has come.
+
+        ``window(mailing, timezone)`` decides a windowed mailing's messages of one
+        timezone: send (due now), wait (due at the opening) or expire.
+        """
+        return await asyncio.to_thread(self._activate_due, now, window)
+
+    def _activate_due(self, now, window) -> list[Activated]:
+        done = []
+        with session_scope(self.engine) as session:
+            for mailing in delivery.due_for_activation(session=session, now=now):
+                if mailing.end_at <= now:
+                    continue  # the expiry pass materialises and expires it
+                created = delivery.activate(session=session, mailing=mailing, now=now)
+                deferred = 0
+                if mailing.window_start and mailing.window_end:
+                    for tz in delivery.audience_timezones(session=session, mailing_id=mailing.id):
+                        decision = window(mailing, tz)
+                        if decision.fate is not Fate.send:
+                            deferred += delivery.defer_timezone(
+                                session=session,
+                                mailing_id=mailing.id,
+                                timezone=tz,
+                                until=decision.at if decision.fate is Fate.wait else None,
+                            )
+                done.append(Activated(mailing.id, created, deferred))
+        return done
+
+    async def expire_and_complete(self, now: datetime) -> tuple[dict[int, int], list[int]]:
+        """Expire the unsent messages of ended mailings; complete mailings all final."""
+        return await asyncio.to_thread(self._expire_and_complete, now)
+
+    def _expire_and_complete(self, now) -> tuple[dict[int, int], list[int]]:
+        with session_scope(self.engine) as session:
+            expired = delivery.expire_ended(session=session, now=now)
+            completed = delivery.complete_done(session=session, now=now)
+        return expired, completed
+
+    async def backlog(self, mailing_ids: list[int]) -> int:
+        return await asyncio.to_thread(
+            self._in_session, delivery.unsent_count, mailing_ids=mailing_ids
+        )
+
+    async def any_due(self, mailing_ids: list[int], now: datetime) -> bool:
+        return await asyncio.to_thread(
+            self._in_session, delivery.any_due, mailing_ids=mailing_ids, now=now
+        )
+
+    # --- the daily report -------------------------------------------------------------
+
+    def claim_report_day(self, *, day: date, now: datetime) -> report.Report | None:
+        """Take the day's report for this daemon; its content, or None if taken."""
+        with session_scope(self.engine) as session:
+            if not report.claim_day(session=session, day=day, owner=self.owner, now=now):
+                return None
+            return report.build_report(session=session, now=now)
+
+    def release_report_day(self, *, day: date) -> None:
+        with session_scope(self.engine) as session:
+            report.release_day(session=session, day=day, owner=self.owner)
+
+    def mark_report_sent(self, *, day: date, now: datetime) -> None:
+        with session_scope(self.engine) as session:
+            report.mark_sent(session=session, day=day, owner=self.owner, now=now)
+
+    # ---------------------------------------------------------------------------------
+
+    def _in_session(self, function, **kwargs):
+        with session_scope(self.engine) as session:
+            return function(session=session, **kwargs)
+
+
+def take_over_orphans(engine: Engine) -> int:
+    """Give back every claim: only for a daemon that knows it is alone (SQLite's lock)."""
+    with session_scope(engine) as session:
+        taken = delivery.reap_leases(session=session, now=None)
+    if taken:
+        logger.warning("took over {n} messages claimed by a daemon that died", n=taken)
+    return taken

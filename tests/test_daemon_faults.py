@@ -1,0 +1,318 @@
+"""The daemon under the faults real deployments hit: each test is one scenario that used
+to break it (a database gone during an API outage, a mailing deleted mid-send, a long
+Retry-After, huge error bodies, cron-style burst runs, crashing loops, a stalled daemon)."""
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from daemon import worker as worker_module
+from daemon.clock import SystemClock
+from notifyctl.db import make_engine
+from notifyctl.models import Mailing, Message
+from notifyctl.services import delivery, mailings
+from notifyctl.timeutil import utcnow
+from tests.conftest import POSTGRES_ADMIN_URL
+from tests.daemon_helpers import (
+    change,
+    fresh_postgres_mailing,
+    run_worker,
+    settings_for,
+    start_daemon,
+    statuses,
+    stop,
+    wait_for,
+)
+from tests.factories import add_clients, add_mailing
+
+
+@contextlib.contextmanager
+def database_refused(url: str):
+    """PostgreSQL refuses the database: every session is cut, no new one is let in."""
+    name = make_url(url).database
+    admin = make_engine(POSTGRES_ADMIN_URL)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        connection.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": name},
+        )
+    try:
+        yield
+    finally:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        admin.dispose()
+
+
+def by_text(received: list[dict], text: str) -> list[dict]:
+    return [item for item in received if item["text"] == text]
+
+
+@pytest.mark.slow
+def test_the_database_down_during_an_api_outage_stalls_no_daemon(postgres_url, mock_api):
+    clients = 3000
+    mailing = fresh_postgres_mailing(postgres_url, clients=clients)
+    mock_api.faults(latency_ms=5)
+    daemons = [
+        start_daemon(postgres_url, mock_api, NOTIFY_BREAKER_THRESHOLD="10") for _ in range(2)
+    ]
+    wait_for(lambda: len(mock_api.received()) >= 300)
+    mock_api.faults(outage_seconds=8)
+    time.sleep(1.5)  # the breaker opens and probes
+    with database_refused(postgres_url):
+        time.sleep(6)
+    back = time.monotonic()
+
+    wait_for(lambda: statuses(postgres_url, mailing.id) == {"sent": clients}, timeout=60)
+
+    assert time.monotonic() - back < 60
+    assert all(daemon.poll() is None for daemon in daemons)  # alive, and working
+    assert [stop(daemon) for daemon in daemons] == [0, 0]
+    received = mock_api.received()
+    assert len({item["phone"] for item in received}) == clients
+    assert len(received) == clients  # no client under two ids
+
+
+def test_deleting_a_mailing_mid_send_leaves_recording_working(db_url, session, mock_api):
+    add_clients(session, 200)
+    mock_api.faults(latency_ms=30)
+    doomed = add_mailing(session, text="doomed")
+    other = add_mailing(session, text="other")
+    deleted = []
+
+    def delete_while_sending(_worker) -> None:
+        if not deleted and len(mock_api.received()) >= 40:
+            change(db_url, mailings.delete_mailing, mailing_id=doomed.id)
+            deleted.append(True)
+
+    run_worker(
+        settings_for(db_url, mock_api, concurrency=20),
+        burst=False,
+        until=lambda: statuses(db_url, other.id) == {"sent": 200},
+        during=delete_while_sending,
+        timeout=60,
+    )
+
+    assert deleted
+    assert statuses(db_url, other.id) == {"sent": 200}
+    sent = by_text(mock_api.received(), "other")
+    assert len(sent) == 200
+    assert {(item["count"], item["accepted"]) for item in sent} == {(1, 1)}  # each id once
+
+
+def test_a_retry_after_longer_than_the_lease_sends_each_message_once(db_url, session, mock_api):
+    add_clients(session, 20)
+    mock_api.faults(rate_limit=0.001, retry_after=8)  # every request: 429, Retry-After: 8
+    mailing = add_mailing(session)
+    started = time.time()
+    opened = []
+
+    def open_the_api_after_a_second(_worker) -> None:
+        if not opened and time.time() - started > 1:
+            mock_api.faults(rate_limit=None)
+            opened.append(True)
+
+    counters = run_worker(
+        # A 6 s lease: sleeping through Retry-After: 8 while holding it would let the
+        # reaper hand the message out again.
+        settings_for(db_url, mock_api, concurrency=5, lease_seconds=6, request_timeout=1),
+        burst=False,
+        until=lambda: statuses(db_url, mailing.id) == {"sent": 20},
+        during=open_the_api_after_a_second,
+        timeout=40,
+    )
+
+    received = mock_api.received()
+    assert len(received) == 20
+    assert {(item["count"], item["accepted"]) for item in received} == {(1, 1)}
+    first = min(item["first_at"] for item in received)
+    assert datetime.fromisoformat(first).timestamp() - started >= 7.5  # Retry-After honoured
+    assert counters.leases_taken_over == 0
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.slow
+def test_ten_megabyte_error_bodies_leave_the_daemon_small(db_url, session, mock_api):
+    add_clients(session, 300)
+    mock_api.faults(error_rate=1.0, error_body_bytes=10_000_000, latency_ms=20)
+    add_mailing(session)
+    daemon = start_daemon(
+        db_url,
+        mock_api,
+        NOTIFY_CONCURRENCY="50",
+        NOTIFY_BREAKER_THRESHOLD="100000",
+        NOTIFY_MAX_ATTEMPTS="1000",
+    )
+    wait_for(lambda: attempts_count(db_url) >= 300, timeout=60)
+
+    peak = peak_rss_mb(daemon.pid)
+    assert stop(daemon) == 0
+    # 50 requests in flight, each answered with 10 MB: unbounded reads took 900 MB.
+    assert peak < 200, f"daemon peak RSS {peak:.0f} MB"
+    engine = make_engine(db_url)
+    with engine.connect() as connection:
+        longest = connection.execute(
+            sa.text("SELECT max(length(response_excerpt)) FROM attempt")
+        ).scalar_one()
+    engine.dispose()
+    assert longest <= 200
+
+
+def attempts_count(db_url: str) -> int:
+    engine = make_engine(db_url)
+    with engine.connect() as connection:
+        count = connection.execute(sa.text("SELECT count(*) FROM attempt")).scalar_one()
+    engine.dispose()
+    return count
+
+
+def test_a_burst_run_ends_by_itself_while_the_api_is_down(db_url, session, mock_api):
+    add_clients(session, 100)
+    mock_api.faults(outage_seconds=600)
+    mailing = add_mailing(session)
+    began = time.monotonic()
+
+    run_worker(settings_for(db_url, mock_api, breaker_threshold=5), burst=True, timeout=30)
+
+    assert time.monotonic() - began < 20
+    assert statuses(db_url, mailing.id) == {"pending": 100}  # kept for the next run
+
+
+def test_a_burst_run_leaves_no_ended_mailing_with_unsent_messages(db_url, session, mock_api):
+    add_clients(session, 4)
+    mailing = add_mailing(session)
+    delivery.activate(session=session, mailing=mailing, now=utcnow())
+    # Waiting for a retry an hour away; then the mailing's end passes.
+    session.execute(
+        sa.update(Message).values(next_attempt_at=utcnow() + timedelta(hours=1), attempts=1)
+    )
+    session.execute(
+        sa.update(Mailing)
+        .where(Mailing.id == mailing.id)
+        .values(end_at=utcnow() - timedelta(seconds=1))
+    )
+    session.commit()
+
+    run_worker(settings_for(db_url, mock_api), burst=True, timeout=30)
+
+    assert statuses(db_url, mailing.id) == {"expired": 4}
+    session.expire_all()
+    assert session.get(Mailing, mailing.id).completed_at is not None
+
+
+def test_a_crashing_loop_is_restarted_and_nothing_is_lost(db_url, session, mock_api, monkeypatch):
+    add_clients(session, 50)
+    mailing = add_mailing(session)
+    monkeypatch.setattr(worker_module, "RESTART_PAUSE", 0.01)
+    real = worker_module.Worker._record_loop
+    crashes = iter([True, True])
+
+    async def crashing_record_loop(self):
+        if next(crashes, False):
+            raise RuntimeError("a bug in the recorder")
+        await real(self)
+
+    monkeypatch.setattr(worker_module.Worker, "_record_loop", crashing_record_loop)
+
+    counters = run_worker(settings_for(db_url, mock_api), timeout=30)
+
+    assert counters.restarts == 2
+    assert statuses(db_url, mailing.id) == {"sent": 50}
+
+
+def test_a_loop_that_keeps_crashing_stops_the_daemon_as_failed(
+    db_url, session, mock_api, monkeypatch
+):
+    add_clients(session, 5)
+    add_mailing(session)
+    monkeypatch.setattr(worker_module, "RESTART_PAUSE", 0.01)
+
+    async def broken(self):
+        raise RuntimeError("always")
+
+    monkeypatch.setattr(worker_module.Worker, "_claim_loop", broken)
+    engine = make_engine(db_url)
+    worker = worker_module.Worker(
+        engine=engine, settings=settings_for(db_url, mock_api), clock=SystemClock(wait_scale=0)
+    )
+    asyncio.run(asyncio.wait_for(worker.run(), 20))
+    engine.dispose()
+    assert worker.failed
+    assert worker.counters.restarts == worker_module.RESTART_LIMIT + 1
+
+
+# --- the liveness probe ------------------------------------------------------------------
+
+
+def write_beat(path: Path, *, age: float) -> None:
+    stamp = time.time() - age
+    path.write_text(
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "written_at": stamp,
+                "progress_at": stamp,
+                "slowest_loop": "claimer",
+            }
+        )
+    )
+
+
+def test_check_fails_only_when_a_daemon_is_stalled_while_work_is_due(cli, session, monkeypatch):
+    heartbeat = Path(os.environ["NOTIFY_HEARTBEAT_FILE"])  # the test's own (conftest)
+    monkeypatch.setenv("NOTIFY_STALL_SECONDS", "60")
+    add_clients(session, 3)
+    mailing = add_mailing(session)
+
+    write_beat(heartbeat, age=5)
+    assert cli("daemon", "--check").exit_code == 0  # fresh
+
+    write_beat(heartbeat, age=120)
+    assert cli("daemon", "--check").exit_code == 0  # stale, but nothing is due yet
+
+    delivery.activate(session=session, mailing=mailing, now=utcnow())
+    session.commit()
+    answer = cli("daemon", "--check")
+    assert answer.exit_code == 1
+    assert "no progress for 120s" in answer.output
+    assert "3 messages are due" in answer.output
+    assert len(answer.output.strip().splitlines()) == 1
+
+    heartbeat.with_name(f"{heartbeat.name}.1").write_text("{not json")
+    write_beat(heartbeat, age=1)
+    assert cli("daemon", "--check").exit_code == 1  # a sender process's file is broken
+
+
+def test_a_running_daemon_keeps_its_heartbeat_fresh_and_removes_it_when_stopped(
+    db_url, session, mock_api, tmp_path
+):
+
+    heartbeat = tmp_path / "daemon.heartbeat"
+    add_clients(session, 10)
+    add_mailing(session)
+    daemon = start_daemon(db_url, mock_api, NOTIFY_HEARTBEAT_FILE=str(heartbeat))
+    wait_for(heartbeat.exists, timeout=30)
+    time.sleep(2.5)
+    beat = json.loads(heartbeat.read_text())
+    assert time.time() - beat["written_at"] < 2
+    assert time.time() - beat["progress_at"] < 2
+    assert stop(daemon) == 0
+    assert not heartbeat.exists()
