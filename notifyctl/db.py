@@ -16,7 +16,7 @@ from sqlmodel import Session
 from notifyctl.errors import StorageError
 
 #: The newest migration; ``tests/test_migrations.py`` checks it against the scripts.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 MIGRATION_LOCK = 7_245_310_911  # pg_advisory lock key held while migrating
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000  # milliseconds a writer waits for the lock
@@ -127,15 +127,55 @@ def upgrade(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", "notifyctl:migrations")
     try:
-        with engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                # Several processes may start on one empty database at once (a migration
-                # Job beside API pods): one migrates, the others wait here and find it done.
-                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        with engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                _foreign_keys(connection, on=False)
+            try:
+                with connection.begin():
+                    if sqlite:
+                        # pysqlite opens transactions only before DML, which would leave a
+                        # table half rebuilt if a migration fails; an explicit one
+                        # makes the whole upgrade one all-or-nothing write.
+                        connection.exec_driver_sql("BEGIN IMMEDIATE")
+                    else:
+                        # Several processes may start on one empty database at once (a
+                        # migration Job beside API pods): one migrates, the others wait
+                        # here and find it done.
+                        connection.exec_driver_sql(
+                            f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"
+                        )
+                    config.attributes["connection"] = connection
+                    command.upgrade(config, "head")
+                    if sqlite:
+                        _check_foreign_keys(connection)
+            finally:
+                if sqlite:
+                    _foreign_keys(connection, on=True)
     except (OperationalError, DBAPIError) as exc:
         raise StorageError(_describe(engine, exc)) from exc
+
+
+def _foreign_keys(connection: sa.Connection, *, on: bool) -> None:
+    """Switch SQLite's foreign keys, outside any transaction (inside one it is a no-op).
+
+    Migrations rebuild tables by copying them (SQLite cannot alter much in place), and
+    dropping an old parent table with foreign keys on would cascade to its children.
+    The pooled connection gets them back on before anyone else uses it.
+    """
+    connection.exec_driver_sql(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    connection.commit()
+
+
+def _check_foreign_keys(connection: sa.Connection) -> None:
+    """Refuse to commit migrations while a row points at nothing (they ran unchecked)."""
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        table, rowid, parent, _ = broken[0]
+        raise StorageError(
+            f"{len(broken)} rows refer to rows that do not exist (e.g. {table} rowid "
+            f"{rowid} -> {parent}); the upgrade was undone, nothing changed"
+        )
 
 
 def ensure_schema(engine: Engine) -> None:

@@ -42,6 +42,12 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+#: Table options that keep SQLite from handing out a deleted row's id again (its default
+#: is max(id) + 1). A message id is the sending API's idempotency key (DESIGN 3.9);
+#: PostgreSQL sequences never go back by themselves. Existing files: migration 0004.
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
+
 def _utc_field(*, nullable: bool = True, index: bool = False, default_now: bool = False):
     column = Column(UTCDateTime(), nullable=nullable, index=index)
     if default_now:
@@ -102,6 +108,7 @@ class Client(ClientBase, table=True):
     __table_args__ = (
         sa.Index("ix_client_operator_code", "operator_code"),
         sa.Index("ix_client_tag", "tag"),
+        NEVER_REUSE_IDS,
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -159,6 +166,8 @@ class SendWindow(BaseModel):
 
 class Mailing(SQLModel, table=True):
     """A stored mailing. Its ``state`` is derived (see ``services.mailings.mailing_state``)."""
+
+    __table_args__ = (NEVER_REUSE_IDS,)
 
     id: int | None = Field(default=None, primary_key=True)
     text: str = Field(max_length=1000)
@@ -231,6 +240,7 @@ class Message(SQLModel, table=True):
         # lease reaping: the few rows in "sending" whose lease ran out.
         sa.Index("ix_message_status_lease", "status", "lease_until"),
         sa.Index("ix_message_client", "client_id"),
+        NEVER_REUSE_IDS,
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -265,6 +275,8 @@ class MessagePublic(SQLModel):
 
 class Attempt(SQLModel, table=True):
     """One request to the external API for a message, and what came of it."""
+
+    __table_args__ = (NEVER_REUSE_IDS,)
 
     id: int | None = Field(default=None, primary_key=True)
     message_id: int = Field(
@@ -335,6 +347,7 @@ class ApiToken(SQLModel, table=True):
     """A named API token for scripts; only its SHA-256 hash is stored."""
 
     __tablename__ = "api_token"
+    __table_args__ = (NEVER_REUSE_IDS,)
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=64, sa_column_kwargs={"unique": True})
