@@ -195,7 +195,27 @@ def bench_memory(size, work: Path) -> list[Row]:
                 f"python -m bench --only memory --size {size}",
             )
         )
+    rows.append(_huge_error_bodies(work, SIZES[size]["bodies"], size))
     return rows
+
+
+def _huge_error_bodies(work: Path, clients: int, size: str) -> Row:
+    """Every answer a 503 with a 10 MB body: the daemon reads 64 KiB of each, at most."""
+    with mock_process("--error-rate", "1", "--error-body-bytes", "10000000") as mock:
+        result = run_mailing(
+            f"sqlite:///{work / 'bodies.db'}",
+            clients,
+            mock,
+            NOTIFY_MAX_ATTEMPTS="3",
+            NOTIFY_BREAKER_THRESHOLD="1000000",
+        )
+    return (
+        f"daemon peak RSS, {clients:,} messages, every answer 503 with a 10 MB body, SQLite",
+        "< 200 MB (320 Mi is the Kubernetes limit)",
+        f"{result['rss']:.0f} MB over {result['counts'].get('failed', 0):,} messages failed "
+        "after 3 tries each",
+        f"python -m bench --only memory --size {size}",
+    )
 
 
 def _latencies(base: str, path: str, token: str, count: int) -> tuple[float, float]:

@@ -14,8 +14,20 @@ POSTGRES = os.environ.get(
     "NOTIFY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/notifyctl_bench"
 )
 SIZES = {
-    "full": {"import": 1_000_000, "stats": 1_000_000, "throughput": 100_000, "memory": 1_000_000},
-    "small": {"import": 100_000, "stats": 100_000, "throughput": 10_000, "memory": 100_000},
+    "full": {
+        "import": 1_000_000,
+        "stats": 1_000_000,
+        "throughput": 100_000,
+        "memory": 1_000_000,
+        "bodies": 2_000,
+    },
+    "small": {
+        "import": 100_000,
+        "stats": 100_000,
+        "throughput": 10_000,
+        "memory": 100_000,
+        "bodies": 500,
+    },
 }
 Row = tuple[str, str, str, str]  # figure, target, result, command
 
@@ -40,7 +52,8 @@ def mailing_figures(url: str) -> tuple[datetime, datetime, dict[str, int]]:
         if isinstance(activated, str)
         else (lambda v: v if v.tzinfo else v.replace(tzinfo=UTC))
     )
-    return parse(activated), parse(last), counts
+    # (nothing sent, as when every answer is an error: the mailing's time is zero)
+    return parse(activated), parse(last if last is not None else activated), counts
 
 
 def run_mailing(
@@ -86,7 +99,7 @@ def run_mailing(
     activated, last, counts = mailing_figures(url)
     elapsed = (last - activated).total_seconds()
     return {
-        "rate": clients / elapsed,
+        "rate": clients / elapsed if elapsed else float("nan"),
         "seconds": elapsed,
         "rss": rss,
         "counts": counts,

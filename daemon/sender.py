@@ -32,7 +32,9 @@ from notifyctl.config import Settings, Transport
 from notifyctl.services.delivery import AttemptRecord
 
 EXCERPT = 200  # characters of a response body kept per attempt
-BODY_CAP = 64 * 1024  # bytes of a response body read at most; the connection is closed after
+BODY_CAP = 64 * 1024  # bytes of a 200's body read at most; the connection is closed after
+ERROR_BODY_CAP = 4 * 1024  # bytes of any other answer's body read (the excerpt needs 200)
+READ_BUFFER = 16 * 1024  # bytes aiohttp buffers per connection before it stops reading
 
 
 class SendError(Exception):
@@ -118,7 +120,13 @@ def _make_transport(settings: Settings) -> httpx.AsyncBaseTransport:
     if settings.sender_transport is Transport.aiohttp:
         from httpx_aiohttp import AiohttpTransport
 
-        return AiohttpTransport(limits=limits)
+        def session() -> aiohttp.ClientSession:
+            # A small read buffer: with hundreds of connections answering huge bodies at
+            # once, what each buffers before we close it is what the daemon's memory holds.
+            connector = aiohttp.TCPConnector(limit=settings.concurrency)
+            return aiohttp.ClientSession(connector=connector, read_bufsize=READ_BUFFER)
+
+        return AiohttpTransport(limits=limits, client=session)
     return httpx.AsyncHTTPTransport(limits=limits)
 
 
@@ -172,25 +180,31 @@ class Sender:
             async with asyncio.timeout(timeout):
                 response = await self._transport.handle_async_request(request)
                 status = response.status_code
-                body = await _read_capped(response)
+                body = await _read_capped(response, BODY_CAP if status == 200 else ERROR_BODY_CAP)
             classify(status, body, response.headers)
+        # An error's traceback keeps this frame alive until the garbage collector runs:
+        # the body and the response (with what aiohttp buffered of it) are let go first.
         except SendError as exc:
             exc.attempt = self._record(started_at, began, status, body, exc.reason)
+            body = b""
             raise
         except (TimeoutError, httpx.TimeoutException):
             exc = Transient(f"timed out after {timeout:.3f}s")
             exc.attempt = self._record(started_at, began, status, body, exc.reason)
+            body = b""
             raise exc from None
         except (httpx.HTTPError, aiohttp.ClientError, OSError) as exc:
             # (aiohttp errors the transport does not map to httpx ones are transient too)
             error = Transient(f"{type(exc).__name__}: {exc}"[:EXCERPT])
             error.attempt = self._record(started_at, began, status, body, error.reason)
+            body = b""
             raise error from None
         finally:
             if response is not None and not response.is_closed:
                 # Cut short (timeout, a body over the cap): close rather than leak it.
                 with contextlib.suppress(Exception):
                     await response.aclose()
+            response = None
         return self._record(started_at, began, status, body, None)
 
     @staticmethod
@@ -295,8 +309,8 @@ class Sender:
                 await one_try()
 
 
-async def _read_capped(response: httpx.Response) -> bytes:
-    """The body up to ``BODY_CAP`` bytes: a huge answer costs no more memory than that.
+async def _read_capped(response: httpx.Response, cap: int) -> bytes:
+    """The body up to ``cap`` bytes: a huge answer costs no more memory than that.
 
     The stream is left unfinished beyond the cap; closing it closes the connection.
     """
@@ -305,6 +319,6 @@ async def _read_capped(response: httpx.Response) -> bytes:
     async for chunk in response.aiter_raw():
         chunks.append(chunk)
         size += len(chunk)
-        if size >= BODY_CAP:
+        if size >= cap:
             break
-    return b"".join(chunks)[:BODY_CAP]
+    return b"".join(chunks)[:cap]
