@@ -5,8 +5,8 @@ crashes is logged and restarted; one that keeps crashing stops the daemon, which
 exits non-zero for its supervisor to restart):
 
 - the claimer leases batches of due messages while there is room in flight;
-- ``concurrency`` senders each take one message at a time; ``daemon.rules`` decides its
-  fate before the request and after a failure, ``daemon.sender`` makes the requests;
+- ``concurrency`` senders each take one message at a time and hand it to the
+  ``daemon.dispatcher`` (the rules decide, the sender tries, an outcome results);
 - the recorder writes outcomes in batches every few milliseconds;
 - the housekeeping jobs (``daemon.housekeeping``): activation, snapshots, expiry, reaping.
 
@@ -22,26 +22,22 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from loguru import logger
 from sqlalchemy.engine import Engine
 
-from daemon import rules
-from daemon.breaker import BreakerState, CircuitBreaker
+from daemon.breaker import BreakerState
 from daemon.clock import SystemClock
+from daemon.dispatcher import Counters, Dispatcher
 from daemon.health import HEARTBEAT_INTERVAL, Progress, write_heartbeat
 from daemon.housekeeping import Housekeeping
 from daemon.metrics import DaemonMetrics
 from daemon.quiet import QuietErrors
-from daemon.retry import RetryPolicy
 from daemon.rules import Decision, Fate
-from daemon.sender import Rejected, Sender, SendError, Unauthorized
 from daemon.store import Store, take_over_orphans
 from notifyctl.config import Settings
 from notifyctl.logs import writes
-from notifyctl.models import MessageStatus
 from notifyctl.services.delivery import Claimed, Outcome
 
 CLAIM_BATCH = 500  # messages per claim, at most
@@ -49,55 +45,11 @@ IDLE_POLL = 0.1  # seconds between claims while nothing is due
 CLAIM_RETRY = 1.0  # seconds before claiming again after the database failed
 RECORD_INTERVAL = 0.05  # seconds between writes of outcomes
 RECORD_BACKOFF_MAX = 5.0  # seconds: the longest pause between tries of a failing write
-AUTH_PROBE_INTERVAL = 30.0  # seconds between tries after the API refused our token
 DRAIN_TIMEOUT = 30.0  # seconds SIGTERM waits for requests in flight
 FINAL_FLUSH_TIMEOUT = 15.0  # seconds a stopping daemon keeps trying to record outcomes
 RESTART_PAUSE = 1.0  # seconds before a crashed task is started again
 RESTART_LIMIT = 5  # crashes of one task within RESTART_WINDOW that stop the daemon
 RESTART_WINDOW = 60.0  # seconds
-
-#: what each status of an outcome is counted as
-_FATE_STATUS = {
-    Fate.wait: MessageStatus.pending,
-    Fate.fail: MessageStatus.failed,
-    Fate.expire: MessageStatus.expired,
-    Fate.cancel: MessageStatus.cancelled,
-}
-
-
-@dataclass
-class Counters:
-    """What this daemon did, for logs, ``--burst`` summaries and benchmarks."""
-
-    claimed: int = 0
-    sent: int = 0
-    failed: int = 0
-    retried: int = 0
-    expired: int = 0
-    released: int = 0
-    cancelled: int = 0
-    requests: int = 0
-    leases_taken_over: int = 0
-    dropped: int = 0
-    restarts: int = 0
-    activated: list[int] = field(default_factory=list)
-
-
-class _LazyLog:
-    """Binds a message's ids to the logger only when a line is actually written.
-
-    Binding costs microseconds, and most messages are sent without a single log line.
-    """
-
-    def __init__(self, log, claimed: Claimed) -> None:
-        self._log, self._claimed = log, claimed
-
-    def __getattr__(self, level: str):
-        claimed = self._claimed
-        bound = self._log.bind(
-            message_id=claimed.id, mailing_id=claimed.mailing_id, client_id=claimed.client_id
-        )
-        return getattr(bound, level)
 
 
 async def _finish(task: asyncio.Task, *, timeout: float) -> None:
@@ -143,10 +95,17 @@ class Worker:
         self.failed = False
         #: log each message's requests and new status (only when some sink takes INFO)
         self.trace = settings.log_messages and writes(settings, "INFO")
-        self.policy = RetryPolicy.from_settings(settings, wait_scale=self.clock.wait_scale)
-        self.breaker = CircuitBreaker(settings.breaker_threshold)
         self.store = Store(engine, owner=self.owner, rate_limit=settings.rate_limit or None)
         self.log = logger.bind(daemon=self.owner)
+        self.dispatcher = Dispatcher(
+            settings=settings,
+            clock=self.clock,
+            counters=self.counters,
+            metrics=self.metrics,
+            log=self.log,
+            stopping=lambda: self._stop.is_set(),
+        )
+        self.breaker = self.dispatcher.breaker
         self.housekeeping = Housekeeping(
             store=self.store,
             settings=settings,
@@ -162,7 +121,6 @@ class Worker:
         self._queue: asyncio.Queue[Claimed] = asyncio.Queue()
         self._in_flight = 0
         self._outcomes: list[Outcome] = []
-        self._auth_blocked_until = 0.0
         self._idle_rounds = 0
         self._draining = False
 
@@ -182,7 +140,6 @@ class Worker:
             r=self.settings.rate_limit or "no",
             url=self.settings.sender_url,
         )
-        self._sender = Sender(self.settings, clock=self.clock, policy=self.policy)
         if self.exclusive:
             taken = await asyncio.to_thread(take_over_orphans, self.store.engine)
             self.counters.leases_taken_over += taken
@@ -267,7 +224,8 @@ class Worker:
         await _finish(claimer, timeout=DRAIN_TIMEOUT)
         while not self._queue.empty():  # claimed, never started: back untouched
             claimed = self._queue.get_nowait()
-            self._outcomes.append(self._outcome(claimed, Decision(Fate.wait, at=self.clock.now())))
+            outcome = self.dispatcher.outcome(claimed, Decision(Fate.wait, at=self.clock.now()))
+            self._outcomes.append(outcome)
         try:
             async with asyncio.timeout(DRAIN_TIMEOUT):
                 while self._in_flight:
@@ -292,16 +250,12 @@ class Worker:
             self.log.error(
                 "could not give back claimed messages ({e}); their leases run out", e=exc
             )
-        await self._sender.aclose()
+        await self.dispatcher.aclose()
         if self.heartbeat is not None:
             with contextlib.suppress(OSError):
                 self.heartbeat.unlink(missing_ok=True)
 
     # --- claiming --------------------------------------------------------------------
-
-    def _held(self) -> bool:
-        """Is all sending held: the circuit breaker open, or our token refused?"""
-        return self.breaker.is_open() or self._token_blocked()
 
     async def _claim_loop(self) -> None:
         capacity = 2 * self.settings.concurrency  # in flight plus a queue to keep senders busy
@@ -317,7 +271,7 @@ class Worker:
                 await asyncio.sleep(CLAIM_RETRY)
 
     async def _claim_round(self, capacity: int) -> None:
-        if self._held():
+        if self.dispatcher.held():
             if self.burst:
                 self.log.warning(
                     "the sending API is unavailable (circuit breaker open or token refused): "
@@ -377,136 +331,18 @@ class Worker:
             claimed = await self._queue.get()
             self._in_flight += 1
             try:
-                outcome = await self._process(claimed)
+                mailing = self.housekeeping.mailings.get(claimed.mailing_id)
+                outcome = await self.dispatcher.process(claimed, mailing)
             except Exception as exc:  # a bug must not lose the message or stop the daemon
                 self.log.exception("unexpected error sending message {id}", id=claimed.id)
-                outcome = self._outcome(
-                    claimed,
-                    Decision(Fate.wait, at=self.clock.now(), reason=f"internal error: {exc}"),
-                )
+                decision = Decision(Fate.wait, at=self.clock.now(), reason=f"internal error: {exc}")
+                outcome = self.dispatcher.outcome(claimed, decision)
             finally:
                 self._in_flight -= 1
             self._outcomes.append(outcome)
             self.metrics.observe(outcome.attempts, earlier=claimed.attempts, status=outcome.status)
             if self.trace:
-                self._trace(claimed, outcome)
-
-    def _trace(self, claimed: Claimed, outcome: Outcome) -> None:
-        """Log each request of the message with its answer, then the message's new status."""
-        log = self.log.bind(
-            message_id=claimed.id, mailing_id=claimed.mailing_id, client_id=claimed.client_id
-        )
-        for number, attempt in enumerate(outcome.attempts, claimed.attempts + 1):
-            log.info(
-                "request {n}: POST {url}/{id} -> {answer} in {ms:.1f} ms{body}{error}",
-                n=number,
-                url=self.settings.sender_url,
-                id=claimed.id,
-                answer=f"HTTP {attempt.http_status}" if attempt.http_status else "no answer",
-                ms=attempt.duration_ms,
-                body=f", body {attempt.response_excerpt!r}" if attempt.response_excerpt else "",
-                error=f", error: {attempt.error}" if attempt.error else "",
-            )
-        if outcome.status == MessageStatus.pending:
-            when = outcome.next_attempt_at.isoformat() if outcome.next_attempt_at else "now"
-            reason = f" ({outcome.last_error})" if outcome.last_error else ""
-            log.info("status sending -> pending, next attempt at {when}{r}", when=when, r=reason)
-        else:
-            reason = f": {outcome.last_error}" if outcome.last_error else ""
-            log.info("status sending -> {status}{r}", status=outcome.status, r=reason)
-
-    async def _process(self, claimed: Claimed) -> Outcome:
-        mailing = self.housekeeping.mailings.get(claimed.mailing_id)
-        decision = rules.before_send(
-            mailing=mailing,
-            timezone=claimed.timezone,
-            now=self.clock.now(),
-            lease_seconds_left=self.clock.seconds_until(claimed.lease_until),
-            request_timeout=self.settings.request_timeout,
-            may_send=self._may_try,
-        )
-        if decision.fate is not Fate.send:
-            return self._outcome(claimed, decision)
-        attempts = []
-        try:
-            await self._sender.deliver(
-                claimed.id,
-                claimed.phone,
-                mailing.text,
-                deadline=rules.deadline(mailing),
-                lease_until=claimed.lease_until,
-                attempts=attempts,
-                earlier_attempts=claimed.attempts,
-                may_try=self._may_try,
-                log=_LazyLog(self.log, claimed),
-            )
-        except SendError as exc:
-            self.counters.requests += len(attempts)
-            if isinstance(exc, Unauthorized):
-                self._token_refused()
-            elif isinstance(exc, Rejected):
-                self.breaker.success()  # the API answers: it is up
-                _LazyLog(self.log, claimed).info("rejected by the API: {r}", r=exc.reason)
-            else:
-                for attempt in attempts:
-                    if attempt.error:
-                        self.breaker.failure()
-            decision = rules.after_failure(
-                policy=self.policy,
-                failure=exc.failure,
-                reason=exc.reason,
-                attempts=claimed.attempts + len(attempts),
-                mailing=mailing,
-                now=self.clock.now(),
-                retry_after=exc.retry_after,
-                speed=self.clock.speed,
-            )
-            return self._outcome(claimed, decision, attempts)
-        self.breaker.success()
-        self.counters.requests += len(attempts)
-        self.counters.sent += 1
-        return Outcome(claimed.id, MessageStatus.sent, attempts, sent_at=self.clock.now())
-
-    def _outcome(self, claimed: Claimed, decision: Decision, attempts=None) -> Outcome:
-        """The outcome that records ``decision``, counted."""
-        attempts = attempts or []
-        status = _FATE_STATUS[decision.fate]
-        if decision.fate is Fate.wait:
-            if attempts:
-                self.counters.retried += 1
-            else:
-                self.counters.released += 1
-        else:
-            name = {Fate.fail: "failed", Fate.expire: "expired", Fate.cancel: "cancelled"}
-            setattr(
-                self.counters, name[decision.fate], getattr(self.counters, name[decision.fate]) + 1
-            )
-        return Outcome(
-            claimed.id,
-            status,
-            attempts,
-            next_attempt_at=decision.at if decision.fate is Fate.wait else None,
-            last_error=decision.reason,
-        )
-
-    def _may_try(self) -> bool:
-        """May a request start now (token not refused, breaker closed or probing, running)?"""
-        if self._stop.is_set() or self._token_blocked():
-            return False
-        return self.breaker.allow()
-
-    def _token_blocked(self) -> bool:
-        return time.monotonic() < self._auth_blocked_until
-
-    def _token_refused(self) -> None:
-        if self._token_blocked():
-            return  # said already
-        self._auth_blocked_until = time.monotonic() + AUTH_PROBE_INTERVAL
-        self.log.error(
-            "the sending API refused our token (401): check NOTIFY_SENDER_TOKEN. Sending "
-            "stopped, messages stay pending; trying again in {s:.0f}s",
-            s=AUTH_PROBE_INTERVAL,
-        )
+                self.dispatcher.trace(claimed, outcome)
 
     # --- recording -------------------------------------------------------------------
 
