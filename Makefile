@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 run: $(STAMP) ## the whole system on the default SQLite file, with demo data
 	$(BIN)/notifyctl up --demo
 
-test: $(STAMP) ## the whole suite (SQLite and the PostgreSQL on 127.0.0.1:5432)
+test: $(STAMP) ## the whole suite (SQLite and the PostgreSQL on 127.0.0.1:5432), then at other hours
 	$(BIN)/pytest
+	$(BIN)/python -m tests.at_other_hours
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

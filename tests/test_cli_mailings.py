@@ -2,6 +2,11 @@
 
 import json
 
+import pytest
+
+# Times relative to now (now, now+1h, now-1m), and the states they give.
+pytestmark = pytest.mark.clock
+
 
 def create(cli, *extra):
     result = cli("mailing", "create", "--text", "Sale", "--start", "now", "--end", "now+1h", *extra)

@@ -17,7 +17,11 @@ from notifyctl.timeutil import utcnow
 from tests.factories import add_clients, add_mailing
 from tests.servers import free_port
 
+pytestmark = pytest.mark.clock
+
 RECIPIENTS = ["ops@example.com", "boss@example.com"]
+#: The day the daemon's report tests live on, whatever the wall clock says (midnight UTC).
+DAY = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 class Inbox:
@@ -71,7 +75,9 @@ def daemon(engine, settings, clock) -> Worker:
 
 
 def finished_mailing(session, *, sent: int, failed: int, text: str = "Sale", at=None):
-    """A mailing that ran from an hour before ``at`` (the test's clock) and is all final."""
+    """A mailing that ran from an hour before ``at`` (the test's clock) and is all final.
+
+    Without ``at`` it is the real now: for the CLI, which reads the wall clock itself."""
     at = at or utcnow()
     add_clients(session, sent + failed, operator=f"9{len(text):02d}")
     started = at - timedelta(hours=1)
@@ -91,9 +97,10 @@ def finished_mailing(session, *, sent: int, failed: int, text: str = "Sale", at=
 
 
 def test_the_report_counts_each_mailing_of_the_last_day(session):
-    first = finished_mailing(session, sent=8, failed=2, text="Sale")
-    second = finished_mailing(session, sent=3, failed=0, text="Black Friday")
-    report = build_report(session=session, now=utcnow())
+    noon = DAY + timedelta(hours=12)
+    first = finished_mailing(session, sent=8, failed=2, text="Sale", at=noon)
+    second = finished_mailing(session, sent=3, failed=0, text="Black Friday", at=noon)
+    report = build_report(session=session, now=noon)
     rows = {row.mailing_id: row for row in report.rows}
     assert set(rows) == {first.id, second.id}
     assert (rows[first.id].total, rows[first.id].by_status["failed"]) == (10, 2)
@@ -105,7 +112,7 @@ def test_the_report_counts_each_mailing_of_the_last_day(session):
 
 
 def test_a_mailing_over_before_the_last_day_is_not_in_the_report(session):
-    mailing = finished_mailing(session, sent=1, failed=0)
+    mailing = finished_mailing(session, sent=1, failed=0, at=DAY)
     later = mailing.end_at + timedelta(days=2)
     assert build_report(session=session, now=later).rows == []
 
@@ -113,9 +120,8 @@ def test_a_mailing_over_before_the_last_day_is_not_in_the_report(session):
 def test_the_daily_job_sends_once_at_the_configured_local_time(db_url, engine, session, smtp):
     controller, inbox = smtp
     settings = report_settings(db_url, controller.port)
-    today = datetime.now(UTC).date()
     # 07:59 in Moscow (UTC+3) is 04:59 UTC: not yet; 08:00 is the moment.
-    clock = FixedClock(datetime(today.year, today.month, today.day, 4, 59, tzinfo=UTC))
+    clock = FixedClock(DAY + timedelta(hours=4, minutes=59))
     finished_mailing(session, sent=8, failed=2, at=clock.now_value)
     first, second = daemon(engine, settings, clock), daemon(engine, settings, clock)
     assert first.job_report() is False
@@ -143,7 +149,7 @@ def test_the_daily_job_sends_once_at_the_configured_local_time(db_url, engine, s
 def test_smtp_down_is_retried_logged_and_sent_when_it_is_back(db_url, engine, session, smtp):
     controller, inbox = smtp
     down = report_settings(db_url, free_port())  # nobody listens there
-    clock = FixedClock(datetime.now(UTC).replace(hour=12))
+    clock = FixedClock(DAY + timedelta(hours=12))
     finished_mailing(session, sent=1, failed=0, at=clock.now_value)
     assert daemon(engine, down, clock).job_report() is False
     assert session.exec(select(ReportRun)).all() == []  # the day was given back
@@ -156,7 +162,7 @@ def test_smtp_down_is_retried_logged_and_sent_when_it_is_back(db_url, engine, se
 
 def test_a_claim_left_by_a_dead_daemon_is_taken_over_when_stale(db_url, engine, session, smtp):
     controller, inbox = smtp
-    clock = FixedClock(datetime.now(UTC).replace(hour=12))
+    clock = FixedClock(DAY + timedelta(hours=12))
     day = clock.now_value.astimezone(ZoneInfo("Europe/Moscow")).date()
     session.add(ReportRun(day=day.isoformat(), owner="dead", claimed_at=clock.now_value))
     session.commit()

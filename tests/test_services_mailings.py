@@ -19,6 +19,9 @@ from notifyctl.services import audience, mailings
 from notifyctl.timeutil import utcnow
 from tests.factories import add_clients, add_mailing
 
+# States, steering and refusals all follow start_at, end_at and now.
+pytestmark = pytest.mark.clock
+
 
 def statuses(session, mailing_id):
     rows = session.execute(

@@ -52,6 +52,7 @@ def test_tag_longer_than_64_characters_is_rejected():
         validation.tag("x" * 65)
 
 
+@pytest.mark.clock
 def test_window_is_parsed_and_may_wrap_midnight():
     assert validation.parse_window("22:00-6:30") == SendWindow(start="22:00", end="06:30")
 
@@ -62,16 +63,19 @@ def test_malformed_or_empty_window_is_rejected(raw):
         validation.parse_window(raw)
 
 
+@pytest.mark.clock
 def test_datetime_with_offset_is_converted_to_utc():
     parsed = parse_datetime("2026-12-01T09:00+03:00", field="start")
     assert parsed == datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
 
 
+@pytest.mark.clock
 def test_datetime_without_offset_is_read_in_the_default_timezone():
     parsed = parse_datetime("2026-12-01T09:00", field="start", default_tz="Asia/Vladivostok")
     assert parsed == datetime(2026, 11, 30, 23, 0, tzinfo=UTC)
 
 
+@pytest.mark.clock
 def test_relative_now_is_understood():
     before = datetime.now(UTC).replace(microsecond=0)
     parsed = parse_datetime("now+10m", field="end")

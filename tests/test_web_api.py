@@ -94,6 +94,7 @@ def test_duplicate_phone_is_409(api):
 # --- mailings ------------------------------------------------------------------------
 
 
+@pytest.mark.clock
 def test_mailing_lifecycle_and_steering(api):
     mailing = new_mailing(
         api, filter={"tags": ["vip"]}, send_window={"start": "09:00", "end": "21:00"}
@@ -112,6 +113,7 @@ def test_mailing_lifecycle_and_steering(api):
     assert api.get(path).status_code == 404
 
 
+@pytest.mark.clock
 @pytest.mark.parametrize(
     ("change", "field"),
     [

@@ -102,6 +102,7 @@ def test_only_allowed_users_get_in_when_a_list_is_set(make_api, provider):
     assert api.get("/api/v1/stats", headers={"Authorization": f"Bearer {bob}"}).status_code == 200
 
 
+@pytest.mark.clock
 def test_an_expired_id_token_is_refused(tmp_path, sqlite_template):
     import shutil
     import time
@@ -110,9 +111,12 @@ def test_an_expired_id_token_is_refused(tmp_path, sqlite_template):
     path = tmp_path / "expired.db"
     shutil.copy(sqlite_template, path)
     url = f"sqlite:///{path}"
-    with run_server_in_thread(access_token_max_age=timedelta(seconds=1)) as server:
+    # The provider writes iat and exp in whole seconds: a token of "1 second" lives 0-1 s
+    # from the moment it is issued, too short to be used once on a busy machine.
+    with run_server_in_thread(access_token_max_age=timedelta(seconds=3)) as server:
         issuer = f"http://localhost:{server.server_port}"
         token = sign_in(issuer, "alice@example.com")
+        expires = jwt.decode(token, options={"verify_signature": False})["exp"]
         settings = Settings(database_url=url, oidc_issuer=issuer, oidc_client_id=CLIENT_ID)
         engine = make_engine(url)
         api = TestClient(create_app(settings=settings, engine=engine))
@@ -120,7 +124,7 @@ def test_an_expired_id_token_is_refused(tmp_path, sqlite_template):
             api.get("/api/v1/stats", headers={"Authorization": f"Bearer {token}"}).status_code
             == 200
         )
-        time.sleep(2.1)
+        time.sleep(max(0.0, expires - time.time()) + 0.1)
         assert (
             api.get("/api/v1/stats", headers={"Authorization": f"Bearer {token}"}).status_code
             == 401
