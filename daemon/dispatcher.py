@@ -67,7 +67,12 @@ class _LazyLog:
 
 
 class Dispatcher:
-    """Decides, sends and counts; ``stopping()`` says the daemon drains (no new requests)."""
+    """Decides, sends and counts.
+
+    ``stopping()`` says the daemon drains (no new request starts); ``snapshot(mailing_id)``
+    is the mailing's state as last read, so that a retry stops once it is cancelled or
+    paused.
+    """
 
     def __init__(
         self,
@@ -78,6 +83,7 @@ class Dispatcher:
         metrics: DaemonMetrics,
         log,
         stopping: Callable[[], bool],
+        snapshot: Callable[[int], MailingSnapshot | None] = lambda _id: None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -85,6 +91,7 @@ class Dispatcher:
         self.metrics = metrics
         self.log = log
         self._stopping = stopping
+        self._snapshot = snapshot
         self.policy = RetryPolicy.from_settings(settings, wait_scale=clock.wait_scale)
         self.breaker = CircuitBreaker(settings.breaker_threshold)
         self.sender = Sender(settings, clock=clock, policy=self.policy)
@@ -118,6 +125,11 @@ class Dispatcher:
             s=AUTH_PROBE_INTERVAL,
         )
 
+    def _still_on(self, mailing_id: int) -> bool:
+        """Neither cancelled nor paused since the message was claimed?"""
+        current = self._snapshot(mailing_id)
+        return current is None or not (current.cancelled or current.paused)
+
     # --- one message -----------------------------------------------------------------
 
     async def process(self, claimed: Claimed, mailing: MailingSnapshot | None) -> Outcome:
@@ -142,12 +154,15 @@ class Dispatcher:
                 lease_until=claimed.lease_until,
                 attempts=attempts,
                 earlier_attempts=claimed.attempts,
-                may_try=self.may_try,
+                may_try=lambda: self.may_try() and self._still_on(claimed.mailing_id),
                 log=_LazyLog(self.log, claimed),
             )
         except SendError as exc:
             self.counters.requests += len(attempts)
-            if isinstance(exc, Unauthorized):
+            if not attempts:
+                self.breaker.no_answer()  # no request went out: it proved nothing
+            elif isinstance(exc, Unauthorized):
+                self.breaker.success()  # the API answers: it is up, our token is not
                 self._token_refused()
             elif isinstance(exc, Rejected):
                 self.breaker.success()  # the API answers: it is up
@@ -161,7 +176,7 @@ class Dispatcher:
                 failure=exc.failure,
                 reason=exc.reason,
                 attempts=claimed.attempts + len(attempts),
-                mailing=mailing,
+                mailing=self._snapshot(claimed.mailing_id) or mailing,
                 now=self.clock.now(),
                 retry_after=exc.retry_after,
                 speed=self.clock.speed,

@@ -84,6 +84,10 @@ def stalled(path: Path, *, stall_seconds: float, now: float | None = None) -> li
         except (OSError, ValueError, KeyError, TypeError):
             problems.append(f"{file}: unreadable heartbeat")
             continue
+        if not _alive(data.get("pid")):
+            # Left by a daemon that was killed (or by another --workers count): not ours.
+            file.unlink(missing_ok=True)
+            continue
         behind = now - progress_at
         if behind > stall_seconds:
             problems.append(
@@ -92,3 +96,16 @@ def stalled(path: Path, *, stall_seconds: float, now: float | None = None) -> li
                 f"{stall_seconds:g})"
             )
     return problems
+
+
+def _alive(pid) -> bool:
+    """Is there a process ``pid`` (on this host, in this PID namespace)?"""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True

@@ -17,7 +17,7 @@ from daemon import rules
 from daemon.mailer import MailError, send_report
 from daemon.metrics import DaemonMetrics
 from daemon.quiet import QuietErrors
-from daemon.store import Store
+from daemon.store import ActivationError, Store
 from notifyctl.config import Settings
 from notifyctl.models import Mailing, MessageStatus
 from notifyctl.services.delivery import MailingSnapshot
@@ -26,6 +26,9 @@ ACTIVATE_INTERVAL = 0.25  # seconds between looks for mailings whose start has c
 SNAPSHOT_INTERVAL = 0.5  # seconds between refreshes of the mailings' state
 EXPIRE_INTERVAL = 0.5  # seconds between expiry/completion passes
 REAP_INTERVAL = 5.0  # seconds between takeovers of dead daemons' leases
+#: seconds without a database error before leases are taken over: after an outage every
+#: daemon's recorder (which retries at most 5 s apart) first writes what it sent meanwhile
+REAP_QUIET = 12.0
 REPORT_INTERVAL = 30.0  # seconds between looks at whether the daily report is due
 BACKLOG_INTERVAL = 5.0  # seconds between counts of the backlog (a metric)
 TICK = 0.05  # seconds between looks at the schedule
@@ -107,7 +110,11 @@ class Housekeeping:
 
     async def activate(self) -> None:
         now = self.clock.now()
-        activated = await self.store.activate_due(now, window=self._window_for(now))
+        try:
+            activated = await self.store.activate_due(now, window=self._window_for(now))
+        except ActivationError as exc:
+            activated = exc.done
+            self._errors.error("activation", "could not activate some mailings", exc)
         for item in activated:
             self.counters.activated.append(item.mailing_id)
             self.log.bind(mailing_id=item.mailing_id).info(
@@ -149,6 +156,14 @@ class Housekeeping:
             self.log.bind(mailing_id=mailing_id).info("mailing complete: every message is final")
 
     async def reap(self) -> None:
+        """Take back the leases of daemons that died.
+
+        Not while the database has just been away (or this daemon could not write): a
+        lease that ran out during an outage belongs to a daemon that may have sent the
+        message and not yet said so; taking it back then would send the message twice.
+        """
+        if self.store.troubled_within(REAP_QUIET):
+            return
         taken = await self.store.reap(self.clock.now())
         if taken:
             self.counters.leases_taken_over += taken

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from zoneinfo import ZoneInfoNotFoundError
 
 from daemon import windows
 from daemon.retry import RetryPolicy
@@ -67,8 +68,15 @@ def deadline(mailing: MailingSnapshot) -> datetime:
 def window_decision(
     *, start: str, end: str, timezone: str, now: datetime, end_at: datetime
 ) -> Decision:
-    """Send now, wait for the window's next opening, or expire when none comes in time."""
-    opening = windows.next_opening(now, tz=timezone, start=start, end=end)
+    """Send now, wait for the window's next opening, or expire when none comes in time.
+
+    A timezone this host's zone data does not know (the client's was checked where it
+    was entered, perhaps with newer data) fails the message with that reason.
+    """
+    try:
+        opening = windows.next_opening(now, tz=timezone, start=start, end=end)
+    except (ZoneInfoNotFoundError, ValueError):
+        return Decision(Fate.fail, reason=f"unknown timezone {timezone!r} on this host")
     if opening >= end_at - END_MARGIN:
         return Decision(Fate.expire, reason="no window before the end")
     if opening > now:
@@ -160,6 +168,8 @@ def after_failure(
 
     ``speed`` is the clock's: clock seconds per real second of waiting.
     """
+    if mailing is not None and mailing.cancelled:
+        return Decision(Fate.cancel, reason="the mailing was cancelled")
     if failure is Failure.rejected:
         return Decision(Fate.fail, reason=reason)
     if failure is Failure.unauthorized:

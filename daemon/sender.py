@@ -188,8 +188,8 @@ class Sender:
             exc.attempt = self._record(started_at, began, status, body, exc.reason)
             body = b""
             raise
-        except (TimeoutError, httpx.TimeoutException):
-            exc = Transient(f"timed out after {timeout:.3f}s")
+        except (TimeoutError, httpx.TimeoutException) as cause:
+            exc = Transient(_timeout_reason(cause, timeout, time.perf_counter() - began))
             exc.attempt = self._record(started_at, began, status, body, exc.reason)
             body = b""
             raise exc from None
@@ -307,6 +307,18 @@ class Sender:
         async for attempt in retrying:
             with attempt:
                 await one_try()
+
+
+def _timeout_reason(error: BaseException, timeout: float, took: float) -> str:
+    """ "timed out after …", unless it was no timeout at all.
+
+    httpx-aiohttp maps every aiohttp connection error (refused, reset) to ConnectTimeout;
+    one that came long before the timeout names its real cause.
+    """
+    cause = error.__cause__
+    if isinstance(error, httpx.TimeoutException) and cause is not None and took < timeout * 0.9:
+        return f"{type(cause).__name__}: {cause}"[:EXCERPT]
+    return f"timed out after {timeout:.3f}s"
 
 
 async def _read_capped(response: httpx.Response, cap: int) -> bytes:

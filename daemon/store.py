@@ -8,6 +8,7 @@ functions of ``notifyctl.services.delivery`` and ``report``. Model: procrastinat
 """
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -31,6 +32,14 @@ class Activated:
     deferred: int
 
 
+class ActivationError(Exception):
+    """Some mailings could not be activated; ``done`` were (and are committed)."""
+
+    def __init__(self, done: list[Activated], failed: list[str]) -> None:
+        super().__init__("; ".join(failed))
+        self.done = done
+
+
 def _integrity_error(exc: BaseException) -> bool:
     return isinstance(exc.__cause__, sa.exc.IntegrityError)
 
@@ -42,6 +51,20 @@ class Store:
         self.engine = engine
         self.owner = owner
         self.rate_limit = rate_limit
+        #: when a call last failed (monotonic seconds; 0 = never)
+        self.failed_at = 0.0
+
+    async def _run(self, function, *args, **kwargs):
+        """``function`` in a worker thread; a failure is remembered (``troubled_within``)."""
+        try:
+            return await asyncio.to_thread(function, *args, **kwargs)
+        except Exception:
+            self.failed_at = time.monotonic()
+            raise
+
+    def troubled_within(self, seconds: float) -> bool:
+        """Did a call fail in the last ``seconds``?"""
+        return self.failed_at > 0 and time.monotonic() - self.failed_at < seconds
 
     # --- claims and outcomes ----------------------------------------------------------
 
@@ -49,7 +72,7 @@ class Store:
         self, *, want: int, mailing_ids: list[int], now: datetime, lease_until: datetime
     ) -> list[Claimed]:
         """Lease up to ``want`` due messages (fewer under the global rate limit)."""
-        return await asyncio.to_thread(self._claim, want, mailing_ids, now, lease_until)
+        return await self._run(self._claim, want, mailing_ids, now, lease_until)
 
     def _claim(self, want, mailing_ids, now, lease_until) -> list[Claimed]:
         with session_scope(self.engine) as session:
@@ -71,7 +94,7 @@ class Store:
 
         Raises StorageError when the batch could not be stored for another reason.
         """
-        return await asyncio.to_thread(self._record, outcomes)
+        return await self._run(self._record, outcomes)
 
     def _record(self, outcomes: list[Outcome]) -> list[int]:
         try:
@@ -94,16 +117,16 @@ class Store:
 
     async def release_all(self) -> int:
         """Give back every message this daemon holds."""
-        return await asyncio.to_thread(self._in_session, delivery.release_all, owner=self.owner)
+        return await self._run(self._in_session, delivery.release_all, owner=self.owner)
 
     async def reap(self, now: datetime | None) -> int:
         """Take back leases that ran out (``None``: every lease, for a daemon alone)."""
-        return await asyncio.to_thread(self._in_session, delivery.reap_leases, now=now)
+        return await self._run(self._in_session, delivery.reap_leases, now=now)
 
     # --- mailings ---------------------------------------------------------------------
 
     async def live_mailings(self, now: datetime) -> dict[int, MailingSnapshot]:
-        return await asyncio.to_thread(self._in_session, delivery.live_mailings, now=now)
+        return await self._run(self._in_session, delivery.live_mailings, now=now)
 
     async def activate_due(
         self, now: datetime, *, window: Callable[[Mailing, str], Decision]
@@ -113,48 +136,64 @@ class Store:
         ``window(mailing, timezone)`` decides a windowed mailing's messages of one
         timezone: send (due now), wait (due at the opening) or expire.
         """
-        return await asyncio.to_thread(self._activate_due, now, window)
+        return await self._run(self._activate_due, now, window)
 
     def _activate_due(self, now, window) -> list[Activated]:
-        done = []
+        # One transaction per mailing: one that cannot be activated holds up no other.
         with session_scope(self.engine) as session:
-            for mailing in delivery.due_for_activation(session=session, now=now):
-                if mailing.end_at <= now:
-                    continue  # the expiry pass materialises and expires it
-                created = delivery.activate(session=session, mailing=mailing, now=now)
-                deferred = 0
-                if mailing.window_start and mailing.window_end:
-                    for tz in delivery.audience_timezones(session=session, mailing_id=mailing.id):
-                        decision = window(mailing, tz)
-                        if decision.fate is not Fate.send:
-                            deferred += delivery.defer_timezone(
-                                session=session,
-                                mailing_id=mailing.id,
-                                timezone=tz,
-                                until=decision.at if decision.fate is Fate.wait else None,
-                            )
-                done.append(Activated(mailing.id, created, deferred))
+            due = [m.id for m in delivery.due_for_activation(session=session, now=now)]
+        done, failed = [], []
+        for mailing_id in due:
+            try:
+                with session_scope(self.engine) as session:
+                    activated = self._activate_one(session, mailing_id, now, window)
+            except Exception as exc:
+                failed.append(f"mailing {mailing_id}: {exc}")
+                continue
+            if activated is not None:
+                done.append(activated)
+        if failed:
+            raise ActivationError(done, failed)
         return done
 
+    @staticmethod
+    def _activate_one(session, mailing_id: int, now, window) -> Activated | None:
+        found = delivery.due_for_activation(session=session, now=now, mailing_id=mailing_id)
+        if not found or found[0].end_at <= now:
+            return None  # another daemon did it, or the expiry pass will
+        mailing = found[0]
+        created = delivery.activate(session=session, mailing=mailing, now=now)
+        deferred = 0
+        if mailing.window_start and mailing.window_end:
+            for tz in delivery.audience_timezones(session=session, mailing_id=mailing.id):
+                decision = window(mailing, tz)
+                # (a failing zone stays due: the sender fails each message of it)
+                if decision.fate in (Fate.wait, Fate.expire):
+                    deferred += delivery.defer_timezone(
+                        session=session,
+                        mailing_id=mailing.id,
+                        timezone=tz,
+                        until=decision.at if decision.fate is Fate.wait else None,
+                    )
+        return Activated(mailing.id, created, deferred)
+
     async def expire_and_complete(self, now: datetime) -> tuple[dict[int, int], list[int]]:
-        """Expire the unsent messages of ended mailings; complete mailings all final."""
-        return await asyncio.to_thread(self._expire_and_complete, now)
+        """Expire the unsent messages of ended mailings, cancel those of cancelled ones;
+        complete mailings whose messages are all final."""
+        return await self._run(self._expire_and_complete, now)
 
     def _expire_and_complete(self, now) -> tuple[dict[int, int], list[int]]:
         with session_scope(self.engine) as session:
             expired = delivery.expire_ended(session=session, now=now)
+            delivery.cancel_leftovers(session=session)
             completed = delivery.complete_done(session=session, now=now)
         return expired, completed
 
     async def backlog(self, mailing_ids: list[int]) -> int:
-        return await asyncio.to_thread(
-            self._in_session, delivery.unsent_count, mailing_ids=mailing_ids
-        )
+        return await self._run(self._in_session, delivery.unsent_count, mailing_ids=mailing_ids)
 
     async def any_due(self, mailing_ids: list[int], now: datetime) -> bool:
-        return await asyncio.to_thread(
-            self._in_session, delivery.any_due, mailing_ids=mailing_ids, now=now
-        )
+        return await self._run(self._in_session, delivery.any_due, mailing_ids=mailing_ids, now=now)
 
     # --- the daily report -------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 All maths goes through ``zoneinfo``: a local time is turned into UTC for each calendar
 day, so DST changes shift the UTC instants as the local clocks do. A window start that
 falls into a DST gap (a local time that does not exist that day) opens at the first
-instant after the gap; one in a repeated hour opens at its first occurrence.
+instant after the gap; one in a repeated hour opens at both of its occurrences.
 """
 
 from datetime import UTC, date, datetime, time, timedelta
@@ -51,6 +51,17 @@ def _local_to_utc(day: date, at: time, zone: ZoneInfo) -> datetime:
     return datetime.fromtimestamp(high_s, UTC)
 
 
+def _second_occurrence(day: date, at: time, zone: ZoneInfo) -> datetime | None:
+    """The UTC instant of local ``day at`` when that reading comes twice (the hour repeated
+    as clocks go back), its second time; otherwise None."""
+    naive = datetime.combine(day, at)
+    second = naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    first = naive.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    if second != first and second.astimezone(zone).replace(tzinfo=None) == naive:
+        return second
+    return None
+
+
 def next_opening(moment: datetime, *, tz: str, start: str, end: str) -> datetime:
     """``moment`` itself when the window is open, otherwise the UTC instant it next opens."""
     if is_open(moment, tz=tz, start=start, end=end):
@@ -59,7 +70,8 @@ def next_opening(moment: datetime, *, tz: str, start: str, end: str) -> datetime
     today = moment.astimezone(zone).date()
     begin = _hhmm(start)
     for offset in range(DAYS_AHEAD):
-        opening = _local_to_utc(today + timedelta(days=offset), begin, zone)
-        if opening > moment:
-            return opening
+        day = today + timedelta(days=offset)
+        for opening in (_local_to_utc(day, begin, zone), _second_occurrence(day, begin, zone)):
+            if opening is not None and opening > moment:
+                return opening
     raise AssertionError("a daily window always opens within three days")  # pragma: no cover

@@ -27,7 +27,6 @@ from pathlib import Path
 from loguru import logger
 from sqlalchemy.engine import Engine
 
-from daemon.breaker import BreakerState
 from daemon.clock import SystemClock
 from daemon.dispatcher import Counters, Dispatcher
 from daemon.health import HEARTBEAT_INTERVAL, Progress, write_heartbeat
@@ -46,6 +45,7 @@ CLAIM_RETRY = 1.0  # seconds before claiming again after the database failed
 RECORD_INTERVAL = 0.05  # seconds between writes of outcomes
 RECORD_BACKOFF_MAX = 5.0  # seconds: the longest pause between tries of a failing write
 DRAIN_TIMEOUT = 30.0  # seconds SIGTERM waits for requests in flight
+BURST_PATIENCE = 30.0  # seconds a burst run waits for a database that fails, then exits 1
 FINAL_FLUSH_TIMEOUT = 15.0  # seconds a stopping daemon keeps trying to record outcomes
 RESTART_PAUSE = 1.0  # seconds before a crashed task is started again
 RESTART_LIMIT = 5  # crashes of one task within RESTART_WINDOW that stop the daemon
@@ -104,6 +104,7 @@ class Worker:
             metrics=self.metrics,
             log=self.log,
             stopping=lambda: self._stop.is_set(),
+            snapshot=lambda mailing_id: self.housekeeping.mailings.get(mailing_id),
         )
         self.breaker = self.dispatcher.breaker
         self.housekeeping = Housekeeping(
@@ -144,8 +145,11 @@ class Worker:
             taken = await asyncio.to_thread(take_over_orphans, self.store.engine)
             self.counters.leases_taken_over += taken
             self.metrics.takeovers.inc(taken)
-        await self.housekeeping.activate()
-        await self.housekeeping.refresh()
+        try:  # a head start; the housekeeping jobs do it again and again anyway
+            await self.housekeeping.activate()
+            await self.housekeeping.refresh()
+        except Exception:
+            self.log.exception("could not activate mailings at start; trying again soon")
         tasks = [
             self._supervise("claimer", self._claim_loop),
             self._supervise("recorder", self._record_loop),
@@ -259,15 +263,26 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         capacity = 2 * self.settings.concurrency  # in flight plus a queue to keep senders busy
+        failing_since = None
         while not self._stop.is_set():
             try:
                 await self._claim_round(capacity)
                 self._errors.recovered("claim", "claiming works again")
+                failing_since = None
             except Exception as exc:
                 # The database may be restarting: keep the daemon alive and try again.
                 self._errors.error(
                     "claim", f"could not claim messages; trying again every {CLAIM_RETRY:g}s", exc
                 )
+                failing_since = failing_since or time.monotonic()
+                if self.burst and time.monotonic() - failing_since > BURST_PATIENCE:
+                    self.log.error(
+                        "the database has failed for {s:.0f}s: burst run ends (exit 1)",
+                        s=BURST_PATIENCE,
+                    )
+                    self.failed = True
+                    self.stop()
+                    return
                 await asyncio.sleep(CLAIM_RETRY)
 
     async def _claim_round(self, capacity: int) -> None:
@@ -281,7 +296,7 @@ class Worker:
                 return
             self.progress.beat("claimer")  # a deliberate wait, not a stall
             await asyncio.sleep(min(0.1, max(0.01, self.breaker.seconds_to_probe())))
-            if self.breaker.state is BreakerState.open and self.breaker.seconds_to_probe() == 0:
+            if self.breaker.probe_due():
                 await self._claim(1)  # the probe
             return
         room = capacity - self._in_flight - self._queue.qsize()
@@ -335,6 +350,7 @@ class Worker:
                 outcome = await self.dispatcher.process(claimed, mailing)
             except Exception as exc:  # a bug must not lose the message or stop the daemon
                 self.log.exception("unexpected error sending message {id}", id=claimed.id)
+                self.dispatcher.breaker.no_answer()  # were it the probe, another one goes
                 decision = Decision(Fate.wait, at=self.clock.now(), reason=f"internal error: {exc}")
                 outcome = self.dispatcher.outcome(claimed, decision)
             finally:

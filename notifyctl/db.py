@@ -77,6 +77,17 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def locked(query, session: Session, *, skip_locked: bool = True):
+    """``query`` locking its rows for this transaction, skipping rows others hold.
+
+    PostgreSQL: ``FOR UPDATE [SKIP LOCKED]``. SQLite has one writer at a time and no row
+    locks: the query as it is.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return query.with_for_update(skip_locked=skip_locked)
+    return query
+
+
 def upsert_insert(session: Session, table):
     """``INSERT`` of the session's dialect, the one that offers ``on_conflict_do_nothing``."""
     from sqlalchemy.dialects import postgresql, sqlite

@@ -8,7 +8,6 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,45 +17,11 @@ from typer.testing import CliRunner
 
 from notifyctl.config import get_settings
 from notifyctl.db import make_engine, upgrade
-from notifyctl.errors import InvalidInput
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "NOTIFY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 TABLES = ("attempt", "message", "mailing", "client", "throttle", "api_token", "report_run")
-
-#: Tests where time matters (windows, activation, expiry) in the daemon's test files, which
-#: are being rewritten: they get the ``clock`` marker here. Move it into them when they settle.
-DAEMON_CLOCK_TESTS = (
-    "tests/test_daemon_windows.py::",
-    "tests/test_daemon_windows_live.py::",
-    "tests/test_daemon_delivery.py::test_a_future_mailing_starts_by_itself",
-    "tests/test_daemon_delivery.py::test_a_mailing_that_ended_before_activation",
-    # Not test_no_request_is_accepted_after_end_at: under libfaketime (at any moment) about
-    # one run in two records a message the mock accepted just before end_at as expired, a
-    # race at end_at in the daemon that the slower clock calls widen. Reported, to be added
-    # once the daemon rewrite settles it.
-)
-#: The live windows test creates its mailing for 2027-03-14 05:56-16:00 UTC at the real now
-#: (no ``now=`` given to create_mailing), so from 16:00 UTC that day on it is refused as
-#: already over. Reported; expected to fail at such moments until the test passes its
-#: clock's start as ``now`` (strict: an unexpected pass says this can go).
-WINDOWS_LIVE_TEST_ENDS = datetime(2027, 3, 14, 16, 0, tzinfo=UTC)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.nodeid.startswith(DAEMON_CLOCK_TESTS):
-            item.add_marker(pytest.mark.clock)
-        if item.nodeid.startswith("tests/test_daemon_windows_live.py::"):
-            item.add_marker(
-                pytest.mark.xfail(
-                    datetime.now(UTC) >= WINDOWS_LIVE_TEST_ENDS,
-                    reason="its mailing is created at the real now, after the mailing's end",
-                    raises=InvalidInput,
-                    strict=True,
-                )
-            )
 
 
 @pytest.fixture(autouse=True)

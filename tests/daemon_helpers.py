@@ -114,6 +114,18 @@ def statuses(db_url: str, mailing_id: int) -> dict[str, int]:
     return result
 
 
+def message_statuses(db_url: str, mailing_id: int) -> dict[int, str]:
+    """Each message id of the mailing with its status."""
+    engine = make_engine(db_url)
+    with Session(engine) as session:
+        rows = session.execute(
+            sa.select(Message.id, Message.status).where(Message.mailing_id == mailing_id)
+        )
+        result = {message_id: str(status) for message_id, status in rows}
+    engine.dispose()
+    return result
+
+
 def attempts_of(db_url: str) -> list[Attempt]:
     engine = make_engine(db_url)
     with Session(engine) as session:

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from daemon import worker as worker_module
 from daemon.clock import SystemClock
 from notifyctl.db import make_engine
-from notifyctl.models import Mailing, Message
+from notifyctl.models import Mailing, Message, MessageStatus
 from notifyctl.services import delivery, mailings
 from notifyctl.timeutil import utcnow
 from tests.conftest import POSTGRES_ADMIN_URL
@@ -316,3 +316,161 @@ def test_a_running_daemon_keeps_its_heartbeat_fresh_and_removes_it_when_stopped(
     assert time.time() - beat["progress_at"] < 2
     assert stop(daemon) == 0
     assert not heartbeat.exists()
+
+
+# --- what the hostile review found ---------------------------------------------------------
+
+
+def claim_all(session, mailing, *, owner="me", lease=timedelta(seconds=30)):
+    now = utcnow()
+    return delivery.claim(
+        session=session,
+        owner=owner,
+        mailing_ids=[mailing.id],
+        now=now,
+        lease_until=now + lease,
+        limit=1000,
+    )
+
+
+def test_a_message_in_flight_when_its_mailing_is_cancelled_ends_cancelled(db_url, session):
+    add_clients(session, 3)
+    mailing = add_mailing(session)
+    delivery.activate(session=session, mailing=mailing, now=utcnow())
+    claimed = claim_all(session, mailing)
+    mailings.cancel_mailing(session=session, mailing_id=mailing.id)
+    # The requests in flight failed: their messages come back pending.
+    retry = [
+        delivery.Outcome(c.id, MessageStatus.pending, next_attempt_at=utcnow()) for c in claimed
+    ]
+    delivery.record(session=session, owner="me", outcomes=retry)
+    session.commit()
+
+    delivery.cancel_leftovers(session=session)
+    completed = delivery.complete_done(session=session, now=utcnow())
+    session.commit()
+
+    assert statuses(db_url, mailing.id) == {"cancelled": 3}
+    assert completed == [mailing.id]
+
+
+def test_an_accepted_message_the_expiry_pass_got_to_first_ends_sent(db_url, session):
+    add_clients(session, 1)
+    mailing = add_mailing(session)
+    delivery.activate(session=session, mailing=mailing, now=utcnow())
+    [claimed] = claim_all(session, mailing, lease=timedelta(seconds=-1))  # a lapsed lease
+    session.execute(sa.update(Mailing).where(Mailing.id == mailing.id).values(end_at=utcnow()))
+    session.commit()
+    delivery.expire_ended(session=session, now=utcnow() + timedelta(seconds=1))
+    session.commit()
+    assert statuses(db_url, mailing.id) == {"expired": 1}
+
+    sent = delivery.Outcome(claimed.id, MessageStatus.sent, sent_at=utcnow())
+    delivery.record(session=session, owner="me", outcomes=[sent])
+    session.commit()
+
+    assert statuses(db_url, mailing.id) == {"sent": 1}
+
+
+def test_leases_are_not_taken_back_right_after_a_database_failure(db_url, session):
+    from loguru import logger
+
+    from daemon.housekeeping import REAP_QUIET, Housekeeping
+    from daemon.metrics import DaemonMetrics
+    from daemon.store import Store
+    from daemon.worker import Counters
+
+    add_clients(session, 2)
+    mailing = add_mailing(session)
+    delivery.activate(session=session, mailing=mailing, now=utcnow())
+    claim_all(session, mailing, owner="other", lease=timedelta(seconds=-1))
+    session.commit()
+    engine = make_engine(db_url)
+    store = Store(engine, owner="me")
+    housekeeping = Housekeeping(
+        store=store,
+        settings=settings_for(db_url, type("M", (), {"send_url": "http://127.0.0.1:1"})()),
+        clock=SystemClock(),
+        metrics=DaemonMetrics(),
+        counters=Counters(),
+        log=logger,
+        breaker_state=lambda: "closed",
+    )
+    store.failed_at = time.monotonic()  # the database just failed us
+
+    asyncio.run(housekeeping.reap())
+    assert statuses(db_url, mailing.id) == {"sending": 2}  # the other daemon may yet record
+
+    store.failed_at = time.monotonic() - REAP_QUIET - 1
+    asyncio.run(housekeeping.reap())
+    engine.dispose()
+    assert statuses(db_url, mailing.id) == {"pending": 2}
+
+
+def test_a_client_zone_unknown_here_fails_its_messages_and_holds_up_nothing(
+    db_url, session, mock_api
+):
+    add_clients(session, 3, tag="ok")
+    add_clients(session, 1, tag="odd", operator="917")
+    session.execute(
+        sa.text("UPDATE client SET timezone = 'America/Nowhere_Newer' WHERE tag = 'odd'")
+    )
+    session.commit()
+    windowed = add_mailing(session, text="windowed", window=("00:00", "23:59"))
+    plain = add_mailing(session, text="plain")
+
+    run_worker(settings_for(db_url, mock_api), burst=True, timeout=30)
+
+    assert statuses(db_url, plain.id) == {"sent": 4}
+    assert statuses(db_url, windowed.id) in ({"sent": 3, "failed": 1}, {"failed": 1, "sent": 3})
+    engine = make_engine(db_url)
+    with engine.connect() as connection:
+        error = connection.execute(
+            sa.text("SELECT last_error FROM message WHERE status = 'failed'")
+        ).scalar_one()
+    engine.dispose()
+    assert "unknown timezone 'America/Nowhere_Newer'" in error
+
+
+def test_a_burst_run_gives_up_on_a_database_that_keeps_failing(
+    db_url, session, mock_api, monkeypatch
+):
+    from sqlalchemy.exc import OperationalError
+
+    from daemon import store
+
+    add_clients(session, 3)
+    add_mailing(session)
+
+    def broken(**_kwargs):
+        raise OperationalError("SELECT", {}, Exception("database is gone"))
+
+    monkeypatch.setattr(store.delivery, "claim", broken)
+    monkeypatch.setattr(worker_module, "BURST_PATIENCE", 1.0)
+    engine = make_engine(db_url)
+    worker = worker_module.Worker(
+        engine=engine,
+        settings=settings_for(db_url, mock_api),
+        burst=True,
+        clock=SystemClock(wait_scale=0),
+    )
+    asyncio.run(asyncio.wait_for(worker.run(), 30))
+    engine.dispose()
+    assert worker.failed  # the CLI exits 1
+
+
+def test_a_heartbeat_left_by_a_killed_daemon_is_no_alarm(cli, session, monkeypatch):
+    import subprocess
+
+    heartbeat = Path(os.environ["NOTIFY_HEARTBEAT_FILE"])
+    add_clients(session, 2)
+    mailing = add_mailing(session)
+    delivery.activate(session=session, mailing=mailing, now=utcnow())
+    session.commit()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = {"pid": dead.pid, "written_at": 0.0, "progress_at": 0.0, "slowest_loop": "claimer"}
+    heartbeat.with_name(f"{heartbeat.name}.0").write_text(json.dumps(stale))
+
+    assert cli("daemon", "--check").exit_code == 0
+    assert not heartbeat.with_name(f"{heartbeat.name}.0").exists()

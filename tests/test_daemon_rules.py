@@ -5,9 +5,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from daemon import rules
+from daemon.breaker import BreakerState
 from daemon.retry import RetryPolicy, backoff
 from daemon.rules import Decision, Failure, Fate
-from notifyctl.services.delivery import MailingSnapshot
+from daemon.sender import Transient, Unauthorized
+from notifyctl.services.delivery import AttemptRecord, Claimed, MailingSnapshot
+
+pytestmark = pytest.mark.clock
 
 NOW = datetime(2027, 3, 14, 12, 0, tzinfo=UTC)
 NO_WAITS = RetryPolicy(max_attempts=5, backoff_max=60.0, wait_scale=0.0)
@@ -261,3 +265,88 @@ def test_quick_retries(case, changes, retries):
 
 def test_a_quick_retry_waits_at_least_retry_after():
     assert quick(retry_after=1.5) >= 1.5
+
+
+# --- the dispatcher keeps the breaker honest ----------------------------------------------
+
+
+def dispatcher_with_open_breaker(monkeypatch, answer):
+    """A dispatcher whose breaker is half-open, probing with a request that ends in ``answer``."""
+    from loguru import logger
+
+    from daemon.clock import SystemClock
+    from daemon.dispatcher import Counters, Dispatcher
+    from daemon.metrics import DaemonMetrics
+    from notifyctl.config import Settings
+
+    dispatcher = Dispatcher(
+        settings=Settings(breaker_threshold=1),
+        clock=SystemClock(wait_scale=0),
+        counters=Counters(),
+        metrics=DaemonMetrics(),
+        log=logger,
+        stopping=lambda: False,
+    )
+
+    async def deliver(*_args, attempts, **_kwargs):
+        if answer is not None:
+            attempts.append(AttemptRecord(started_at=NOW, duration_ms=1.0, http_status=401))
+            raise answer
+        raise Transient("no time left before the mailing ends or the claim runs out")
+
+    monkeypatch.setattr(dispatcher.sender, "deliver", deliver)
+    dispatcher.breaker.failure()
+    monkeypatch.setattr(dispatcher.breaker, "_reopen_at", 0.0)
+    return dispatcher
+
+
+def claimed_message() -> Claimed:
+    return Claimed(1, 1, 1, "79160000000", "UTC", 0, datetime.now(UTC) + timedelta(seconds=30))
+
+
+@pytest.mark.parametrize(
+    ("answer", "after"),
+    [
+        (Unauthorized("401: the API refused our token"), BreakerState.closed),
+        (None, BreakerState.open),  # no request went out: the next message probes at once
+    ],
+)
+def test_the_probes_outcome_never_leaves_the_breaker_half_open(monkeypatch, answer, after):
+    import asyncio
+
+    dispatcher = dispatcher_with_open_breaker(monkeypatch, answer)
+    now = datetime.now(UTC)
+    snapshot = mailing(start_at=now - timedelta(hours=1), end_at=now + timedelta(hours=1))
+    outcome = asyncio.run(dispatcher.process(claimed_message(), snapshot))
+    assert outcome.status == "pending"
+    assert dispatcher.breaker.state is after
+    if after is BreakerState.open:
+        assert dispatcher.breaker.probe_due()
+
+
+def test_a_timezone_unknown_to_this_host_fails_the_message_with_the_reason():
+    decision = before(mailing(window=WINDOW), tz="America/Nowhere_Newer")
+    assert decision == Decision(
+        Fate.fail, reason="unknown timezone 'America/Nowhere_Newer' on this host"
+    )
+
+
+def test_a_failed_retry_of_a_cancelled_mailing_cancels_the_message():
+    assert after(Failure.transient, m=mailing(cancelled=True)).fate is Fate.cancel
+
+
+@pytest.mark.parametrize(
+    ("took", "expected"),
+    [(0.001, "ClientConnectorError: refused"), (9.95, "timed out after 10.000s")],
+)
+def test_a_refused_connection_is_not_reported_as_a_timeout(took, expected):
+    import httpx
+
+    from daemon.sender import _timeout_reason
+
+    class ClientConnectorError(Exception):
+        pass
+
+    error = httpx.ConnectTimeout("mapped by httpx-aiohttp")
+    error.__cause__ = ClientConnectorError("refused")
+    assert _timeout_reason(error, 10.0, took) == expected

@@ -6,6 +6,8 @@ import pytest
 
 from daemon.windows import is_open, next_opening
 
+pytestmark = pytest.mark.clock
+
 
 def utc(*args) -> datetime:
     return datetime(*args, tzinfo=UTC)
@@ -71,3 +73,11 @@ def test_every_opening_found_is_inside_the_window(tz):
         opening = next_opening(moment, tz=tz, start="10:00", end="11:00")
         assert opening >= moment
         assert is_open(opening, tz=tz, start="10:00", end="11:00")
+
+
+def test_a_window_in_the_repeated_hour_opens_again_at_its_second_occurrence():
+    # New York, 2027-11-07: 02:00 EDT goes back to 01:00 EST, so 01:00-02:00 comes twice.
+    after_first = utc(2027, 11, 7, 5, 50)  # 01:50 EDT, the first time round
+    opening = next_opening(after_first, tz="America/New_York", start="01:30", end="01:45")
+    assert opening == utc(2027, 11, 7, 6, 30)  # 01:30 EST, the second time
+    assert is_open(opening, tz="America/New_York", start="01:30", end="01:45")

@@ -24,6 +24,7 @@ def mock_api():
         yield MockApi(url)
 
 
+@pytest.mark.clock
 def test_windows_follow_each_clients_clock_across_a_dst_change(db_url, session, mock_api):
     zones = ["Europe/Moscow", "America/New_York", "Asia/Vladivostok"]
     for n, zone in enumerate(zones * 2):
@@ -38,6 +39,7 @@ def test_windows_follow_each_clients_clock_across_a_dst_change(db_url, session, 
             end_at=datetime(2027, 3, 14, 16, 0, tzinfo=UTC),
             send_window=SendWindow(start="09:00", end="11:00"),
         ),
+        now=datetime(2027, 3, 14, 5, 55, tzinfo=UTC),  # the test's clock, not the wall's
     )
     session.commit()
     clock = ScaledClock(datetime(2027, 3, 14, 5, 55, tzinfo=UTC), speed=SPEED, wait_scale=0.0)

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from notifyctl.db import upsert_insert
+from notifyctl.db import locked, upsert_insert
 from notifyctl.models import Attempt, Client, Mailing, Message, MessageStatus, Throttle
 from notifyctl.services import audience
 
@@ -74,7 +74,9 @@ def unsent_count(*, session: Session, mailing_ids: list[int]) -> int:
     ).scalar_one()
 
 
-def due_for_activation(*, session: Session, now: datetime) -> list[Mailing]:
+def due_for_activation(
+    *, session: Session, now: datetime, mailing_id: int | None = None
+) -> list[Mailing]:
     """Mailings whose start has come and whose audience is not materialised yet.
 
     Ended ones are included: their clients get messages that expire at once, so the
@@ -83,9 +85,9 @@ def due_for_activation(*, session: Session, now: datetime) -> list[Mailing]:
     query = sa.select(Mailing).where(
         Mailing.activated_at.is_(None), Mailing.cancelled_at.is_(None), Mailing.start_at <= now
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    return list(session.execute(query).scalars())
+    if mailing_id is not None:
+        query = query.where(Mailing.id == mailing_id)
+    return list(session.execute(locked(query, session)).scalars())
 
 
 def activate(*, session: Session, mailing: Mailing, now: datetime) -> int:
@@ -163,8 +165,7 @@ def claim(
         .order_by(MESSAGE.c.next_attempt_at)
         .limit(limit)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
+    due = locked(due, session)
     claimed_ids = list(
         session.execute(
             sa.update(MESSAGE)
@@ -240,8 +241,9 @@ def existing_messages(*, session: Session, ids: list[int]) -> set[int]:
 def record(*, session: Session, owner: str, outcomes: list[Outcome]) -> None:
     """Store outcomes and their attempts in a few executemany statements.
 
-    A ``sent`` outcome is stored even if our lease was taken over meanwhile: the API
-    did accept it. Any other outcome is stored only while we still hold the message.
+    A ``sent`` outcome is stored even if our lease was taken over meanwhile, or the
+    message expired meanwhile: the API did accept it. Any other outcome is stored only
+    while we still hold the message.
     An outcome of a deleted message fails the attempts' foreign key: the caller drops
     those (``existing_messages``) and records the rest.
     """
@@ -252,10 +254,13 @@ def record(*, session: Session, owner: str, outcomes: list[Outcome]) -> None:
             sa.update(MESSAGE)
             .where(
                 MESSAGE.c.id == sa.bindparam("b_id"),
-                # (IN (...) cannot be used with executemany)
+                # (IN (...) cannot be used with executemany.) Expired too: a request is cut
+                # at the end, so an accepted one was accepted in time, even when a database
+                # outage let the expiry pass get there before its outcome.
                 sa.or_(
                     MESSAGE.c.status == MessageStatus.sending,
                     MESSAGE.c.status == MessageStatus.pending,
+                    MESSAGE.c.status == MessageStatus.expired,
                 ),
             )
             .values(
@@ -387,6 +392,20 @@ def expire_ended(*, session: Session, now: datetime) -> dict[int, int]:
     return expired
 
 
+def cancel_leftovers(*, session: Session) -> int:
+    """Pending messages of cancelled mailings become ``cancelled``.
+
+    Cancelling cancels the pending messages at once; a message whose request was in
+    flight then comes back pending when that request failed: this pass finishes it.
+    """
+    cancelled = sa.select(MAILING.c.id).where(MAILING.c.cancelled_at.is_not(None))
+    return session.execute(
+        sa.update(MESSAGE)
+        .where(MESSAGE.c.status == MessageStatus.pending, MESSAGE.c.mailing_id.in_(cancelled))
+        .values(status=MessageStatus.cancelled, next_attempt_at=None)
+    ).rowcount
+
+
 def complete_done(*, session: Session, now: datetime) -> list[int]:
     """Mark activated mailings whose every message is final as completed; returns their ids."""
     unsent = (
@@ -413,9 +432,7 @@ def take_permits(*, session: Session, want: int, rate: float, now: datetime) -> 
     stay at the rate in any one-second window, give or take that burst.
     """
     capacity = max(1.0, rate * 0.2)
-    query = sa.select(Throttle).where(Throttle.id == 1)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
+    query = locked(sa.select(Throttle).where(Throttle.id == 1), session, skip_locked=False)
     bucket = session.execute(query).scalar_one_or_none()
     if bucket is None:  # first use: several daemons may get here at once
         session.execute(
