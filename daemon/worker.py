@@ -230,8 +230,8 @@ class Worker:
             claimed = self._queue.get_nowait()
             outcome = self.dispatcher.outcome(claimed, Decision(Fate.wait, at=self.clock.now()))
             self._outcomes.append(outcome)
-        try:
-            async with asyncio.timeout(DRAIN_TIMEOUT):
+        try:  # (a request may take up to NOTIFY_REQUEST_TIMEOUT: let it)
+            async with asyncio.timeout(max(DRAIN_TIMEOUT, self.settings.request_timeout + 1)):
                 while self._in_flight:
                     await asyncio.sleep(0.01)
         except TimeoutError:
@@ -296,8 +296,8 @@ class Worker:
                 return
             self.progress.beat("claimer")  # a deliberate wait, not a stall
             await asyncio.sleep(min(0.1, max(0.01, self.breaker.seconds_to_probe())))
-            if self.breaker.probe_due():
-                await self._claim(1)  # the probe
+            if self.breaker.probe_due() and not await self._claim(1):  # the probe
+                await asyncio.sleep(IDLE_POLL)  # nothing due to probe with: no busy polling
             return
         room = capacity - self._in_flight - self._queue.qsize()
         if room < min(CLAIM_BATCH, self.settings.concurrency) // 2:
