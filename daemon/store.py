@@ -55,10 +55,11 @@ class Store:
         self.failed_at = 0.0
 
     async def _run(self, function, *args, **kwargs):
-        """``function`` in a worker thread; a failure is remembered (``troubled_within``)."""
+        """``function`` in a worker thread; a database failure is remembered
+        (``troubled_within``), a refusal of one mailing's activation is not."""
         try:
             return await asyncio.to_thread(function, *args, **kwargs)
-        except Exception:
+        except StorageError:
             self.failed_at = time.monotonic()
             raise
 

@@ -22,6 +22,7 @@ from notifyctl.services import delivery, mailings
 from notifyctl.timeutil import utcnow
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.daemon_helpers import (
+    MockApi,
     change,
     fresh_postgres_mailing,
     run_worker,
@@ -167,21 +168,20 @@ def test_ten_megabyte_error_bodies_leave_the_daemon_small(db_url, session, mock_
     assert stop(daemon) == 0
     # 50 requests in flight, each answered with 10 MB: unbounded reads took 900 MB.
     assert peak < 200, f"daemon peak RSS {peak:.0f} MB"
+    assert scalar(db_url, "SELECT max(length(response_excerpt)) FROM attempt") <= 200
+
+
+def scalar(db_url: str, sql: str):
+    """The one value ``sql`` selects, read over a connection of its own."""
     engine = make_engine(db_url)
     with engine.connect() as connection:
-        longest = connection.execute(
-            sa.text("SELECT max(length(response_excerpt)) FROM attempt")
-        ).scalar_one()
+        value = connection.execute(sa.text(sql)).scalar_one()
     engine.dispose()
-    assert longest <= 200
+    return value
 
 
 def attempts_count(db_url: str) -> int:
-    engine = make_engine(db_url)
-    with engine.connect() as connection:
-        count = connection.execute(sa.text("SELECT count(*) FROM attempt")).scalar_one()
-    engine.dispose()
-    return count
+    return scalar(db_url, "SELECT count(*) FROM attempt")
 
 
 def test_a_burst_run_ends_by_itself_while_the_api_is_down(db_url, session, mock_api):
@@ -372,13 +372,29 @@ def test_an_accepted_message_the_expiry_pass_got_to_first_ends_sent(db_url, sess
     assert statuses(db_url, mailing.id) == {"sent": 1}
 
 
-def test_leases_are_not_taken_back_right_after_a_database_failure(db_url, session):
+def housekeeping_for(db_url: str, store):
+    """The periodic jobs of a daemon, on their own (no loops, no API)."""
     from loguru import logger
 
-    from daemon.housekeeping import REAP_QUIET, Housekeeping
+    from daemon.housekeeping import Housekeeping
     from daemon.metrics import DaemonMetrics
-    from daemon.store import Store
     from daemon.worker import Counters
+
+    return Housekeeping(
+        store=store,
+        settings=settings_for(db_url, MockApi("http://127.0.0.1:1")),
+        clock=SystemClock(),
+        metrics=DaemonMetrics(),
+        counters=Counters(),
+        log=logger,
+        breaker_state=lambda: "closed",
+    )
+
+
+def test_leases_are_not_taken_back_right_after_a_database_failure(db_url, session):
+
+    from daemon.housekeeping import REAP_QUIET
+    from daemon.store import Store
 
     add_clients(session, 2)
     mailing = add_mailing(session)
@@ -387,15 +403,7 @@ def test_leases_are_not_taken_back_right_after_a_database_failure(db_url, sessio
     session.commit()
     engine = make_engine(db_url)
     store = Store(engine, owner="me")
-    housekeeping = Housekeeping(
-        store=store,
-        settings=settings_for(db_url, type("M", (), {"send_url": "http://127.0.0.1:1"})()),
-        clock=SystemClock(),
-        metrics=DaemonMetrics(),
-        counters=Counters(),
-        log=logger,
-        breaker_state=lambda: "closed",
-    )
+    housekeeping = housekeeping_for(db_url, store)
     store.failed_at = time.monotonic()  # the database just failed us
 
     asyncio.run(housekeeping.reap())
@@ -422,13 +430,8 @@ def test_a_client_zone_unknown_here_fails_its_messages_and_holds_up_nothing(
     run_worker(settings_for(db_url, mock_api), burst=True, timeout=30)
 
     assert statuses(db_url, plain.id) == {"sent": 4}
-    assert statuses(db_url, windowed.id) in ({"sent": 3, "failed": 1}, {"failed": 1, "sent": 3})
-    engine = make_engine(db_url)
-    with engine.connect() as connection:
-        error = connection.execute(
-            sa.text("SELECT last_error FROM message WHERE status = 'failed'")
-        ).scalar_one()
-    engine.dispose()
+    assert statuses(db_url, windowed.id) == {"sent": 3, "failed": 1}
+    error = scalar(db_url, "SELECT last_error FROM message WHERE status = 'failed'")
     assert "unknown timezone 'America/Nowhere_Newer'" in error
 
 
@@ -474,3 +477,32 @@ def test_a_heartbeat_left_by_a_killed_daemon_is_no_alarm(cli, session, monkeypat
 
     assert cli("daemon", "--check").exit_code == 0
     assert not heartbeat.with_name(f"{heartbeat.name}.0").exists()
+
+
+def test_a_mailing_that_cannot_be_activated_holds_up_neither_others_nor_takeovers(
+    db_url, session, monkeypatch
+):
+
+    from daemon import store as store_module
+
+    add_clients(session, 2)
+    broken = add_mailing(session, text="broken")
+    fine = add_mailing(session, text="fine")
+    real_activate = store_module.delivery.activate
+
+    def activate(*, session, mailing, now):
+        if mailing.id == broken.id:
+            raise ValueError("a bug in one mailing's audience")
+        return real_activate(session=session, mailing=mailing, now=now)
+
+    monkeypatch.setattr(store_module.delivery, "activate", activate)
+    engine = make_engine(db_url)
+    store = store_module.Store(engine, owner="me")
+    housekeeping = housekeeping_for(db_url, store)
+
+    asyncio.run(housekeeping.activate())
+    engine.dispose()
+
+    assert statuses(db_url, fine.id) == {"pending": 2}
+    assert statuses(db_url, broken.id) == {}
+    assert not store.troubled_within(60)  # not a database outage: takeovers go on
