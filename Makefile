@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP) ## the whole system on the default SQLite file, with demo data
+	$(BIN)/notifyctl db upgrade  # a file from an earlier version gets the newest schema
 	$(BIN)/notifyctl up --demo
 
 test: $(STAMP) ## the whole suite (SQLite and the PostgreSQL on 127.0.0.1:5432), then at other hours
