@@ -8,7 +8,7 @@ logged (once per interval while it keeps failing) and runs again at its next tur
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import schedule
@@ -26,9 +26,9 @@ ACTIVATE_INTERVAL = 0.25  # seconds between looks for mailings whose start has c
 SNAPSHOT_INTERVAL = 0.5  # seconds between refreshes of the mailings' state
 EXPIRE_INTERVAL = 0.5  # seconds between expiry/completion passes
 REAP_INTERVAL = 5.0  # seconds between takeovers of dead daemons' leases
-#: seconds without a database error before leases are taken over: after an outage every
-#: daemon's recorder (which retries at most 5 s apart) first writes what it sent meanwhile
-REAP_QUIET = 12.0
+#: seconds of a working database after which every daemon has written what it held
+#: through an outage: its recorder retries at most RECORD_BACKOFF_MAX (5 s) apart
+REAP_QUIET = 7.0
 REPORT_INTERVAL = 30.0  # seconds between looks at whether the daily report is due
 BACKLOG_INTERVAL = 5.0  # seconds between counts of the backlog (a metric)
 TICK = 0.05  # seconds between looks at the schedule
@@ -158,13 +158,16 @@ class Housekeeping:
     async def reap(self) -> None:
         """Take back the leases of daemons that died.
 
-        Not while the database has just been away (or this daemon could not write): a
-        lease that ran out during an outage belongs to a daemon that may have sent the
-        message and not yet said so; taking it back then would send the message twice.
+        Only leases that ran out before the database's last REAP_QUIET seconds of work
+        (``Store.lease_cutoff``): one that ran out during an outage belongs to a daemon
+        that may have sent the message and not yet said so; taking it back then would
+        send the message twice.
         """
-        if self.store.troubled_within(REAP_QUIET):
+        cutoff = self.store.lease_cutoff(quiet=REAP_QUIET)
+        if cutoff is None:
             return
-        taken = await self.store.reap(self.clock.now())
+        behind = (time.monotonic() - cutoff) * self.clock.speed
+        taken = await self.store.reap(self.clock.now() - timedelta(seconds=behind))
         if taken:
             self.counters.leases_taken_over += taken
             self.metrics.takeovers.inc(taken)

@@ -75,7 +75,7 @@ def window_decision(
     """
     try:
         opening = windows.next_opening(now, tz=timezone, start=start, end=end)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # (OSError: "America", a folder)
         return Decision(Fate.fail, reason=f"unknown timezone {timezone!r} on this host")
     if opening >= end_at - END_MARGIN:
         return Decision(Fate.expire, reason="no window before the end")

@@ -8,6 +8,7 @@ functions of ``notifyctl.services.delivery`` and ``report``. Model: procrastinat
 """
 
 import asyncio
+import collections
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ class Activated:
     deferred: int
 
 
+FAILURES_KEPT = 4096  # failure times remembered for the lease cutoff
+
+
 class ActivationError(Exception):
     """Some mailings could not be activated; ``done`` were (and are committed)."""
 
@@ -44,6 +48,13 @@ def _integrity_error(exc: BaseException) -> bool:
     return isinstance(exc.__cause__, sa.exc.IntegrityError)
 
 
+def _connection_trouble(exc: BaseException) -> bool:
+    """The database is away or restarting (as opposed to refusing what was sent)."""
+    return isinstance(exc.__cause__, sa.exc.OperationalError | sa.exc.InterfaceError) or (
+        isinstance(exc.__cause__, sa.exc.DBAPIError) and exc.__cause__.connection_invalidated
+    )
+
+
 class Store:
     """One daemon's access to the database."""
 
@@ -51,21 +62,43 @@ class Store:
         self.engine = engine
         self.owner = owner
         self.rate_limit = rate_limit
-        #: when a call last failed (monotonic seconds; 0 = never)
-        self.failed_at = 0.0
+        self._started = time.monotonic()
+        #: when database calls failed (monotonic seconds; one entry per half second at most)
+        self._failures: collections.deque[float] = collections.deque(maxlen=FAILURES_KEPT)
 
     async def _run(self, function, *args, **kwargs):
         """``function`` in a worker thread; a database failure is remembered
-        (``troubled_within``), a refusal of one mailing's activation is not."""
+        (``lease_cutoff``), a refusal of one mailing's activation is not."""
         try:
             return await asyncio.to_thread(function, *args, **kwargs)
         except StorageError:
-            self.failed_at = time.monotonic()
+            self.note_failure()
             raise
 
-    def troubled_within(self, seconds: float) -> bool:
-        """Did a call fail in the last ``seconds``?"""
-        return self.failed_at > 0 and time.monotonic() - self.failed_at < seconds
+    def note_failure(self, at: float | None = None) -> None:
+        at = time.monotonic() if at is None else at
+        if not self._failures or at - self._failures[-1] > 0.5:
+            self._failures.append(at)
+
+    def lease_cutoff(self, *, quiet: float, now: float | None = None) -> float | None:
+        """The monotonic instant before which a lapsed lease may be taken back, or None.
+
+        A lease that ran out while the database failed belongs to a daemon that may have
+        sent the message and not yet been able to say so. Once the database has then
+        worked for ``quiet`` seconds without a failure (longer than any recorder waits
+        between tries), every daemon has written what it held. So the cutoff is the
+        start of the last such stretch less ``quiet``; now, when no failure is recent.
+        """
+        now = time.monotonic() if now is None else now
+        failures = list(self._failures)
+        if not failures or now - failures[-1] >= quiet:
+            return now
+        for earlier, later in zip(reversed(failures[:-1]), reversed(failures[1:]), strict=True):
+            if later - earlier >= quiet:
+                return later - quiet
+        if failures[0] - self._started >= quiet:
+            return failures[0] - quiet
+        return None
 
     # --- claims and outcomes ----------------------------------------------------------
 
@@ -103,11 +136,18 @@ class Store:
                 delivery.record(session=session, owner=self.owner, outcomes=outcomes)
             return []
         except StorageError as exc:
-            if not _integrity_error(exc):
-                raise
-        # A message of the batch is gone (its mailing or client was deleted meanwhile):
-        # record the others. Should it vanish between the two statements, the next call
-        # drops it too.
+            if _connection_trouble(exc):
+                raise  # the database is away: keep them all for the next try
+            if _integrity_error(exc):
+                return self._record_alive(outcomes)
+            return self._record_apart(outcomes, exc)
+        except Exception as exc:  # refused before the database saw it (encoding, a bug)
+            return self._record_apart(outcomes, exc)
+
+    def _record_alive(self, outcomes: list[Outcome]) -> list[int]:
+        """A message of the batch is gone (its mailing or client was deleted meanwhile):
+        record the others. Should one vanish between the two statements, the next call
+        drops it too."""
         with session_scope(self.engine) as session:
             alive = delivery.existing_messages(
                 session=session, ids=[o.message_id for o in outcomes]
@@ -115,6 +155,35 @@ class Store:
             kept = [o for o in outcomes if o.message_id in alive]
             delivery.record(session=session, owner=self.owner, outcomes=kept)
         return [o.message_id for o in outcomes if o.message_id not in alive]
+
+    def _record_apart(self, outcomes: list[Outcome], error: Exception) -> list[int]:
+        """A batch refused for its data: halves, down to the one bad outcome, which is
+        stored without its attempts' details (or dropped); one bad row holds up no other."""
+        if len(outcomes) > 1:
+            middle = len(outcomes) // 2
+            return self._record(outcomes[:middle]) + self._record(outcomes[middle:])
+        [bad] = outcomes
+        logger.error(
+            "the outcome of message {id} was refused ({e}); storing it without details",
+            id=bad.message_id,
+            e=error,
+        )
+        bare = Outcome(
+            bad.message_id,
+            bad.status,
+            sent_at=bad.sent_at,
+            next_attempt_at=bad.next_attempt_at,
+            last_error="(the API's answer could not be stored)",
+        )
+        try:
+            with session_scope(self.engine) as session:
+                delivery.record(session=session, owner=self.owner, outcomes=[bare])
+        except StorageError as exc:
+            if _connection_trouble(exc):
+                raise
+            logger.error("the outcome of message {id} is dropped: {e}", id=bad.message_id, e=exc)
+            return [bad.message_id]
+        return []
 
     async def release_all(self) -> int:
         """Give back every message this daemon holds."""

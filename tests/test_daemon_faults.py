@@ -293,7 +293,7 @@ def test_check_fails_only_when_a_daemon_is_stalled_while_work_is_due(cli, sessio
     answer = cli("daemon", "--check")
     assert answer.exit_code == 1
     assert "no progress for 120s" in answer.output
-    assert "3 messages are due" in answer.output
+    assert "3 messages are due or in flight" in answer.output
     assert len(answer.output.strip().splitlines()) == 1
 
     heartbeat.with_name(f"{heartbeat.name}.1").write_text("{not json")
@@ -404,12 +404,14 @@ def test_leases_are_not_taken_back_right_after_a_database_failure(db_url, sessio
     engine = make_engine(db_url)
     store = Store(engine, owner="me")
     housekeeping = housekeeping_for(db_url, store)
-    store.failed_at = time.monotonic()  # the database just failed us
+    store.note_failure()  # the database just failed us
 
     asyncio.run(housekeeping.reap())
     assert statuses(db_url, mailing.id) == {"sending": 2}  # the other daemon may yet record
 
-    store.failed_at = time.monotonic() - REAP_QUIET - 1
+    store = Store(engine, owner="me")  # ... long ago: it has worked since
+    store.note_failure(time.monotonic() - REAP_QUIET - 1)
+    housekeeping = housekeeping_for(db_url, store)
     asyncio.run(housekeeping.reap())
     engine.dispose()
     assert statuses(db_url, mailing.id) == {"pending": 2}
@@ -505,4 +507,90 @@ def test_a_mailing_that_cannot_be_activated_holds_up_neither_others_nor_takeover
 
     assert statuses(db_url, fine.id) == {"pending": 2}
     assert statuses(db_url, broken.id) == {}
-    assert not store.troubled_within(60)  # not a database outage: takeovers go on
+    now = time.monotonic()
+    assert store.lease_cutoff(quiet=7, now=now) == now  # not a database outage: takeovers go on
+
+
+@pytest.mark.parametrize(
+    ("case", "failures", "expected"),
+    [
+        ("no failure: every lapsed lease", [], 100.0),
+        ("last failure long ago: every lapsed lease", [50.0, 80.0], 100.0),
+        ("failing now, never a quiet stretch since start: none", [99.0], None),
+        # Down 1 s in every 10: each 9 s stretch lets every recorder write.
+        ("flapping: lapsed before the last quiet stretch", [71.0, 81.0, 91.0, 99.5], 92.5),
+        # A 38 s outage (calls failing every half second) over 2 s ago: only leases that
+        # lapsed before it began, less the quiet time.
+        ("a long outage just over", [60.0 + n / 2 for n in range(77)], 53.0),
+    ],
+)
+def test_the_lease_cutoff_waits_for_every_recorder_to_catch_up(case, failures, expected):
+    from daemon.housekeeping import REAP_QUIET
+    from daemon.store import Store
+    from daemon.worker import RECORD_BACKOFF_MAX
+
+    assert REAP_QUIET >= RECORD_BACKOFF_MAX + 1  # a recorder's longest wait, and a margin
+    store = Store(None, owner="me")
+    store._started = 0.0 if failures[:1] != [99.0] else 95.0
+    for at in failures:
+        store.note_failure(at)
+    assert store.lease_cutoff(quiet=7.0, now=100.0) == expected, case
+
+
+def test_an_answer_with_nul_bytes_or_broken_unicode_is_stored(db_url, session):
+    add_clients(session, 1)
+    mailing = add_mailing(session)
+    delivery.activate(session=session, mailing=mailing, now=utcnow())
+    [claimed] = claim_all(session, mailing)
+    hostile = '{"message":"bad\x00byte \ud800"}'
+    attempt = delivery.AttemptRecord(
+        started_at=utcnow(),
+        duration_ms=1.0,
+        http_status=503,
+        response_excerpt=hostile,
+        error="HTTP 503 \x00",
+    )
+    outcome = delivery.Outcome(
+        claimed.id, MessageStatus.pending, [attempt], next_attempt_at=utcnow(), last_error=hostile
+    )
+    delivery.record(session=session, owner="me", outcomes=[outcome])
+    session.commit()
+
+    excerpt = scalar(db_url, "SELECT response_excerpt FROM attempt")
+    assert "\x00" not in excerpt
+    assert excerpt.startswith('{"message":"bad')
+    assert statuses(db_url, mailing.id) == {"pending": 1}
+
+
+def test_one_outcome_the_database_refuses_holds_up_no_other(db_url, session, monkeypatch):
+    from sqlalchemy.exc import DataError
+
+    from daemon import store as store_module
+    from notifyctl.errors import StorageError
+
+    add_clients(session, 8)
+    mailing = add_mailing(session)
+    delivery.activate(session=session, mailing=mailing, now=utcnow())
+    claimed = claim_all(session, mailing)
+    session.commit()
+    bad_id = claimed[3].id
+    real_record = store_module.delivery.record
+
+    def record(*, session, owner, outcomes):
+        if any(o.message_id == bad_id and o.attempts for o in outcomes):
+            refusal = DataError("INSERT", {}, Exception("text fields cannot contain NUL"))
+            raise StorageError("database: refused") from refusal
+        return real_record(session=session, owner=owner, outcomes=outcomes)
+
+    monkeypatch.setattr(store_module.delivery, "record", record)
+    attempt = delivery.AttemptRecord(started_at=utcnow(), duration_ms=1.0, http_status=200)
+    outcomes = [
+        delivery.Outcome(c.id, MessageStatus.sent, [attempt], sent_at=utcnow()) for c in claimed
+    ]
+    engine = make_engine(db_url)
+    dropped = asyncio.run(store_module.Store(engine, owner="me").record(outcomes))
+    engine.dispose()
+
+    assert dropped == []
+    assert statuses(db_url, mailing.id) == {"sent": 8}  # the bad one too, without details
+    assert scalar(db_url, "SELECT count(*) FROM attempt") == 7

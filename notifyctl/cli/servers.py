@@ -192,7 +192,7 @@ def daemon(
             with session_scope(engine) as session:
                 due = due_now(session=session, now=utcnow())
             if due:
-                error(f"{problems[0]}, while {due} messages are due")
+                error(f"{problems[0]}, while {due} messages are due or in flight")
                 raise typer.Exit(1)
         print("ok")
         return

@@ -21,6 +21,15 @@ MAILING = Mailing.__table__
 EXCERPT = 500  # characters of a response body or error kept per attempt
 
 
+def storable(text: str | None, limit: int = EXCERPT) -> str | None:
+    """``text`` cut to ``limit`` and made storable anywhere: what the sending API answers is
+    arbitrary, and PostgreSQL refuses NUL in text and UTF-8 refuses lone surrogates."""
+    if not text:
+        return None
+    text = text[:limit].replace("\x00", "\ufffd")
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 # --- mailings --------------------------------------------------------------------------
 
 
@@ -297,7 +306,7 @@ def record(*, session: Session, owner: str, outcomes: list[Outcome]) -> None:
                     "b_id": o.message_id,
                     "b_status": o.status.value,
                     "b_n": len(o.attempts),
-                    "b_error": (o.last_error or None) and o.last_error[:EXCERPT],
+                    "b_error": storable(o.last_error),
                     "b_next": o.next_attempt_at,
                 }
                 for o in other
@@ -309,8 +318,8 @@ def record(*, session: Session, owner: str, outcomes: list[Outcome]) -> None:
             "started_at": a.started_at,
             "duration_ms": round(a.duration_ms, 3),
             "http_status": a.http_status,
-            "response_excerpt": a.response_excerpt and a.response_excerpt[:EXCERPT],
-            "error": a.error and a.error[:EXCERPT],
+            "response_excerpt": storable(a.response_excerpt),
+            "error": storable(a.error),
         }
         for o in outcomes
         for a in o.attempts
@@ -467,7 +476,8 @@ def any_due(*, session: Session, mailing_ids: list[int], now: datetime) -> bool:
 
 
 def due_now(*, session: Session, now: datetime) -> int:
-    """Messages due now in running mailings (started, not ended, paused or cancelled)."""
+    """Messages of running mailings (started, not ended, paused or cancelled) that wait for
+    a daemon: pending and due, or claimed (``sending``) and not yet recorded."""
     running = sa.select(MAILING.c.id).where(
         MAILING.c.start_at <= now,
         MAILING.c.end_at > now,
@@ -480,7 +490,11 @@ def due_now(*, session: Session, now: datetime) -> int:
         .select_from(MESSAGE)
         .where(
             MESSAGE.c.mailing_id.in_(running),
-            MESSAGE.c.status == MessageStatus.pending,
-            MESSAGE.c.next_attempt_at <= now,
+            sa.or_(
+                sa.and_(
+                    MESSAGE.c.status == MessageStatus.pending, MESSAGE.c.next_attempt_at <= now
+                ),
+                MESSAGE.c.status == MessageStatus.sending,
+            ),
         )
     ).scalar_one()

@@ -61,7 +61,7 @@ def timezone(raw: str, *, field: str = "timezone") -> str:
         try:  # zones the system knows but the listing misses (rare); ZoneInfo decides
             ZoneInfo(value)
             name = value
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # ("America" is a directory)
             raise InvalidInput(
                 f"{raw!r} is not an IANA timezone such as Europe/Moscow", field=field
             ) from None
