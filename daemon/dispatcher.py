@@ -154,7 +154,8 @@ class Dispatcher:
                 lease_until=claimed.lease_until,
                 attempts=attempts,
                 earlier_attempts=claimed.attempts,
-                may_try=lambda: self.may_try() and self._still_on(claimed.mailing_id),
+                # (the mailing first: asking the breaker may make this the probe)
+                may_try=lambda: self._still_on(claimed.mailing_id) and self.may_try(),
                 log=_LazyLog(self.log, claimed),
             )
         except SendError as exc:
