@@ -36,8 +36,14 @@ def redact(text: str) -> str:
 
 
 def _patch(record) -> None:
-    """Mask secrets in every line, whatever the sink."""
+    """Mask secrets in every line, whatever the sink; gather the ids a text line shows.
+
+    The ids go into ``extra["ids"]`` so that the text format refers to them as a field:
+    caller-controlled text (a request id, say) is data, never part of a format template.
+    """
     record["message"] = redact(record["message"])
+    extra = record["extra"]
+    extra["ids"] = " ".join(f"{key}={extra[key]}" for key in ID_KEYS if key in extra)
 
 
 def _json_format(record) -> str:
@@ -55,7 +61,7 @@ def _as_json(record) -> str:
         "source": f"{record['name']}:{record['function']}:{record['line']}",
     }
     for key, value in record["extra"].items():
-        if key != "json":
+        if key not in ("json", "ids"):
             fields[key] = (
                 value if isinstance(value, int | float | bool | None) else redact(str(value))
             )
@@ -66,10 +72,11 @@ def _as_json(record) -> str:
 
 
 def _text_format(record) -> str:
-    ids = " ".join(f"{key}={record['extra'][key]}" for key in ID_KEYS if key in record["extra"])
+    """The template of a text line. It holds no value of the record: loguru fills in
+    ``{extra[ids]}`` and ``{message}`` as data, so braces or colour tags in them are text."""
     return (
         "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> <level>{level: <7}</level> "
-        + (f"<cyan>{ids}</cyan> " if ids else "")
+        + ("<cyan>{extra[ids]}</cyan> " if record["extra"].get("ids") else "")
         + "{message}\n{exception}"
     )
 

@@ -342,3 +342,36 @@ def test_the_daemon_traces_messages_only_when_a_sink_takes_the_lines(levels, wri
         Worker(engine=None, settings=settings.model_copy(update={"log_messages": False})).trace
         is False
     )
+
+
+HOSTILE_IDS = [
+    "{time.__format__.__globals__[re].enum.sys.modules[os].environ}",
+    "{0.__class__}<red>",
+    "{message}{extra}</>",
+]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_IDS)
+def test_caller_text_in_a_log_line_is_data_not_a_format(hostile, capsys, monkeypatch):
+    monkeypatch.setenv("NOTIFY_SESSION_SECRET", "s3cr3t-session-value-that-must-not-leak")
+    configure_logging(Settings(log_format="text"))
+    try:
+        logger.bind(request_id=hostile, client_id=7).info("GET {path}", path=hostile)
+    finally:
+        logger.remove()
+        logger.add(sys.stderr)
+    line = capsys.readouterr().err
+    assert line.count(hostile) == 2  # as the id and in the message, to the letter
+    assert "s3cr3t-session-value" not in line
+    assert "client_id=7" in line
+
+
+@pytest.mark.parametrize("hostile", [*HOSTILE_IDS, "x" * 65, "a b", "ü"])
+def test_a_request_id_that_is_not_plain_is_replaced(db_url, engine, hostile):
+    app = create_app(settings=Settings(database_url=db_url), engine=engine, login_token=LOGIN)
+    with TestClient(app) as client:
+        answer = client.get("/healthz", headers={"X-Request-ID": hostile.encode()})
+        kept = client.get("/healthz", headers={"X-Request-ID": "req-1.A_b"})
+    assert answer.headers["X-Request-ID"] != hostile
+    assert len(answer.headers["X-Request-ID"]) == 16
+    assert kept.headers["X-Request-ID"] == "req-1.A_b"

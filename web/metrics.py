@@ -1,5 +1,6 @@
 """The API's Prometheus metrics and its request log line, recorded by one middleware."""
 
+import re
 import time
 import uuid
 
@@ -55,13 +56,18 @@ def _route(request: Request) -> str:
     return "/".join(f"{{{names[part]}}}" if part in names else part for part in parts)
 
 
+#: A caller's X-Request-ID is kept only when it is this plain; otherwise a new one is made.
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
 def install(app: FastAPI) -> HttpMetrics:
     """Add the middleware (request id, metrics, one log line per request) and /metrics."""
     metrics = HttpMetrics()
 
     @app.middleware("http")
     async def observe(request: Request, call_next) -> Response:
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        given = request.headers.get("x-request-id", "")
+        rid = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
         began = time.perf_counter()
         with logger.contextualize(request_id=rid):
             response = await call_next(request)
