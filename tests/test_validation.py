@@ -17,8 +17,22 @@ def test_phone_in_common_forms_is_normalised(raw):
     assert validation.normalise_phone(raw) == "79161234567"
 
 
+ARABIC_INDIC = "7" + "".join(chr(0x0660 + int(d)) for d in "9161234567")
+FULLWIDTH = "7" + "".join(chr(0xFF10 + int(d)) for d in "9161234567")
+
+
 @pytest.mark.parametrize(
-    "raw", ["89161234567", "+1 916 123 45 67", "7916123456", "791612345678", "7916abc4567", ""]
+    "raw",
+    [
+        "89161234567",
+        "+1 916 123 45 67",
+        "7916123456",
+        "791612345678",
+        "7916abc4567",
+        "",
+        ARABIC_INDIC,  # the same number in another script: a second client for it
+        FULLWIDTH,
+    ],
 )
 def test_phone_of_any_other_form_is_rejected_naming_the_field(raw):
     with pytest.raises(InvalidInput) as caught:
@@ -86,3 +100,15 @@ def test_garbage_datetime_names_its_field():
     with pytest.raises(InvalidInput) as caught:
         parse_datetime("next tuesday", field="start")
     assert caught.value.field == "start"
+
+
+@pytest.mark.parametrize("raw", ["localtime", "Factory", "posixrules", "America", "../etc/passwd"])
+def test_a_timezone_must_be_a_place_in_the_zone_database(raw):
+    with pytest.raises(InvalidInput) as caught:
+        validation.timezone(raw)
+    assert caught.value.field == "timezone"
+
+
+def test_an_operator_code_is_three_ascii_digits():
+    with pytest.raises(InvalidInput):
+        validation.operator_code(chr(0x0669) * 3, phone="79161234567")

@@ -2,15 +2,19 @@
 
 import re
 from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import available_timezones
 
 from notifyctl.errors import InvalidInput
 from notifyctl.models import MailingFilter, MessageStatus, SendWindow
 from notifyctl.timeutil import parse_hhmm
 
 PHONE_PUNCTUATION = re.compile(r"[\s()\-.]")
-PHONE = re.compile(r"^7\d{10}$")
-OPERATOR = re.compile(r"^\d{3}$")
+# ASCII digits only: \d takes any script's digits (Arabic-Indic ones, say), which would
+# make a second client for the same number.
+PHONE = re.compile(r"7[0-9]{10}")
+OPERATOR = re.compile(r"[0-9]{3}")
+#: Names in the zone database that are no place's time: the host's own clock, a placeholder.
+NOT_ZONES = frozenset({"localtime", "factory", "posixrules"})
 MAX_TAG = 64
 MAX_TEXT = 1000
 
@@ -19,7 +23,7 @@ def normalise_phone(raw: str, *, field: str = "phone") -> str:
     """Return ``7XXXXXXXXXX`` from input like ``+7 (916) 123-45-67``; reject anything else."""
     digits = PHONE_PUNCTUATION.sub("", raw.strip())
     digits = digits.removeprefix("+")
-    if not PHONE.match(digits):
+    if not PHONE.fullmatch(digits):
         raise InvalidInput(
             f"{raw!r} is not a phone number of the form 7XXXXXXXXXX (e.g. +7 916 123-45-67)",
             field=field,
@@ -36,7 +40,7 @@ def operator_code(raw: str | None, *, phone: str, field: str = "operator_code") 
     if raw is None or raw.strip() == "":
         return phone[1:4]
     code = raw.strip()
-    if not OPERATOR.match(code):
+    if not OPERATOR.fullmatch(code):
         raise InvalidInput(f"{raw!r} is not a 3-digit operator code", field=field)
     return code
 
@@ -50,21 +54,16 @@ def tag(raw: str | None, *, field: str = "tag") -> str:
 
 @lru_cache(maxsize=1)
 def _zones_by_folded_name() -> dict[str, str]:
-    return {name.casefold(): name for name in available_timezones()}
+    names = available_timezones()
+    return {name.casefold(): name for name in names if name.casefold() not in NOT_ZONES}
 
 
 def timezone(raw: str, *, field: str = "timezone") -> str:
     """Return the IANA name (case corrected), or reject an unknown zone."""
     value = raw.strip()
     name = _zones_by_folded_name().get(value.casefold())
-    if name is None:
-        try:  # zones the system knows but the listing misses (rare); ZoneInfo decides
-            ZoneInfo(value)
-            name = value
-        except (ZoneInfoNotFoundError, ValueError, OSError):  # ("America" is a directory)
-            raise InvalidInput(
-                f"{raw!r} is not an IANA timezone such as Europe/Moscow", field=field
-            ) from None
+    if name is None:  # (only the zone database's names: no "localtime", no file paths)
+        raise InvalidInput(f"{raw!r} is not an IANA timezone such as Europe/Moscow", field=field)
     return name
 
 
@@ -78,7 +77,7 @@ def text(raw: str, *, field: str = "text") -> str:
 
 def mailing_filter(value: MailingFilter) -> MailingFilter:
     for code in value.operator_codes:
-        if not OPERATOR.match(code):
+        if not OPERATOR.fullmatch(code):
             raise InvalidInput(
                 f"{code!r} is not a 3-digit operator code", field="filter.operator_codes"
             )
