@@ -20,19 +20,24 @@ from notifyctl.config import LogFormat, Settings
 #: The ids a text line shows, in this order, when the line is bound to them.
 ID_KEYS = ("request_id", "mailing_id", "message_id", "client_id")
 #: Bearer tokens, JWTs, our own tokens (login link, API tokens), token= in URLs, passwords.
+#: Also the password of a URL's user-info (``//user:password@host``).
 SECRET = re.compile(
     r"(?i:bearer)\s+[\w.~+/=-]+"
     r"|eyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*"
     r"|nfy_[\w-]{8,}"
-    r"|(?<=token=)[^&\s\"']+"
-    r"|(?<=password=)[^&\s\"']+"
+    r"|(?<=//)[^/\s:@]+:[^/\s@]+(?=@)"
+)
+#: The value of a query or form parameter named like a secret: ``token=``,
+#: ``access_token=``, ``password=``, ``client_secret=``, ``api_key=``, ``apikey=`` ...
+SECRET_PARAMETER = re.compile(
+    r"(?i)\b([\w-]*(?:token|secret|password|passwd|api[_-]?key))=[^&\s\"']+"
 )
 MASK = "[secret]"
 
 
 def redact(text: str) -> str:
     """``text`` with anything that looks like a token or password replaced by [secret]."""
-    return SECRET.sub(MASK, text)
+    return SECRET_PARAMETER.sub(rf"\1={MASK}", SECRET.sub(MASK, text))
 
 
 def _patch(record) -> None:

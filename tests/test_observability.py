@@ -143,6 +143,10 @@ def test_no_token_or_secret_reaches_the_log(db_url, session, mock_api, log_file)
         "GET /admin/login?token=nfy_abcdefghijklmnop&next=/",
         "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl",
         "login with password=hunter2 now",
+        "sending to https://notify:hunter2@sms.example/v1/send",
+        "sending to https://sms.example/v1/send?api_key=hunter2&region=eu",
+        "sending to https://sms.example/v1/send?Access_Token=hunter2",
+        "postgresql+psycopg://notify:hunter2@db:5432/notify",
     ],
 )
 def test_redaction_masks_tokens_wherever_they_appear(line):
@@ -150,6 +154,7 @@ def test_redaction_masks_tokens_wherever_they_appear(line):
     assert "[secret]" in masked
     for secret in ("abc.def-ghi", "nfy_abcdefghijklmnop", "c2lnbmF0dXJl", "hunter2"):
         assert secret not in masked
+    assert "region=eu" in masked or "region" not in line  # only the secret goes
 
 
 def test_the_api_exposes_requests_by_route_and_status(db_url, engine):
