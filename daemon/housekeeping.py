@@ -56,8 +56,6 @@ class Housekeeping:
         self.log = log
         self._breaker_state = breaker_state
         self.mailings: dict[int, MailingSnapshot] = {}
-        #: when the snapshot was last read (monotonic seconds): its freshness
-        self.snapshot_at: float | None = None
         self._running: set[str] = set()
         self._errors = QuietErrors(log)
 
@@ -141,7 +139,6 @@ class Housekeeping:
     async def refresh(self) -> None:
         """Read the live mailings' state (pause, cancel, text, window) again."""
         self.mailings = await self.store.live_mailings(self.clock.now())
-        self.snapshot_at = time.monotonic()
         self.metrics.active.set(len(self.sendable(self.clock.now())))
         self.metrics.breaker.state(self._breaker_state())
 
