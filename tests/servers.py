@@ -28,10 +28,21 @@ def running(config: uvicorn.Config) -> Iterator[str]:
         thread.join(10)
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A loopback port nobody listens on right now."""
+    """A loopback port nobody listens on right now, never one handed out before.
+
+    The kernel may give the same free port to two probes in a row; two servers told
+    to use it would then race, and the loser's requests reach the winner.
+    """
     import socket
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port

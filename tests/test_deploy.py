@@ -424,6 +424,7 @@ def test_the_compose_services_run_as_plain_processes(empty_postgres, tmp_path):
             )
         wait_healthy(f"http://127.0.0.1:{ports['mock']}/healthz", running["mock"])
         wait_healthy(f"http://127.0.0.1:{ports['api']}/healthz", running["api"])
+        assert len(set(ports.values())) == len(ports), ports
         health = subprocess.run(
             APP_SERVICES["daemon"]["healthcheck"]["test"][1:],
             env=environment("daemon") | {"PATH": f"{BIN}:{os.environ['PATH']}"},
