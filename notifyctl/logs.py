@@ -7,6 +7,12 @@ object: ``time``, ``level``, ``message``, ``source`` and every id bound to the l
 (``mailing_id``, ``message_id``, ``client_id``, ``request_id``, ``daemon``…), so one
 filter pulls out all lines of one mailing, message or client. Anything that looks like
 a token is masked before a line is written, whatever the sink.
+
+The rule for every log call: the message is a string literal, and every value (above
+all one a caller sent) goes in as a keyword argument: ``logger.info("created {phone}",
+phone=phone)``. Caller text inside the template would be formatted (``{0.__class__}``
+walks to ``os.environ``) or read as a colour tag. ``tests/test_log_calls.py`` checks the
+rule over the source; the text format's template holds no value of the record either.
 """
 
 import json
