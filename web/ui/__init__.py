@@ -1,8 +1,9 @@
 """The admin UI at ``/admin/``: server-rendered pages (Jinja2, HTMX) over the service functions.
 
-``install`` adds it to the FastAPI app: signed-cookie sessions, the static assets vendored
-from npm (no CDN), the sign-in routes and the pages. Every page needs a signed-in user and
-every form a CSRF token (``web.ui.auth``).
+``install`` adds it to the FastAPI app: sessions (a signed cookie naming a row of
+``admin_session``), the static assets vendored from npm (no CDN), the sign-in routes and
+the pages. Every page needs a signed-in user and every form a CSRF token
+(``web.ui.auth``).
 """
 
 from pathlib import Path
@@ -18,7 +19,6 @@ from web.ui import auth, clients, dashboard, mailings
 from web.ui.templating import make_templates
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
-SESSION_HOURS = 8  # a sign-in lasts a working day
 
 
 def install(app: FastAPI, settings: Settings) -> None:
@@ -30,7 +30,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         SessionMiddleware,
         secret_key=secret or new_secret(),
         session_cookie="notifyctl_session",
-        max_age=SESSION_HOURS * 3600,
+        max_age=int(auth.SESSION_LIFETIME.total_seconds()),
         same_site="lax",
         https_only=settings.cookie_secure,
     )

@@ -2,12 +2,14 @@
 
 Two ways in: an OpenID Connect provider (authorization code with PKCE, through Authlib)
 when ``NOTIFY_OIDC_ISSUER`` is set, otherwise the login link that ``notifyctl api`` /
-``notifyctl up`` print. Either way the user lands in a signed session cookie that also
-holds the CSRF token every form (field ``csrf_token``) and HTMX request (header
-``X-CSRF-Token``) must send back.
+``notifyctl up`` print. Either way the user lands in a signed session cookie that names
+a server-side session (``notifyctl.services.sessions``: checked on every request, ended by
+"Log out") and holds the CSRF token every form (field ``csrf_token``) and HTMX request
+(header ``X-CSRF-Token``) must send back.
 """
 
 import secrets
+from datetime import timedelta
 from typing import Annotated
 from urllib.parse import quote
 
@@ -15,13 +17,17 @@ from authlib.integrations.starlette_client import OAuth, OAuthError
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from loguru import logger
+from starlette.concurrency import run_in_threadpool
 
 from notifyctl.config import Settings
+from notifyctl.db import session_scope
+from notifyctl.services import sessions
 from web.ui.templating import is_htmx, render
 
 router = APIRouter()
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SCOPES = "openid email profile"
+SESSION_LIFETIME = timedelta(hours=8)  # a sign-in lasts a working day
 
 
 class LoginRequired(Exception):
@@ -50,9 +56,18 @@ def make_oauth(settings: Settings) -> OAuth | None:
 
 
 def current_user(request: Request) -> str:
-    """The signed-in user's name; anonymous requests are sent to the sign-in page."""
-    user = request.session.get("user")
-    if not user:
+    """The signed-in user's name; anonymous requests are sent to the sign-in page.
+
+    The cookie alone is not enough: its session must still be live on the server (not
+    logged out, not expired). A sync function, so FastAPI runs the lookup in a thread.
+    """
+    session_id = request.session.get("sid")
+    user = None
+    if isinstance(session_id, str):
+        with session_scope(request.app.state.engine) as session:
+            user = sessions.session_user(session=session, session_id=session_id)
+    if user is None:
+        request.session.clear()  # an ended session's cookie is dropped, not kept around
         raise LoginRequired
     return user
 
@@ -82,8 +97,12 @@ async def check_csrf(request: Request) -> None:
 
 
 def _start_session(request: Request, user: str) -> None:
+    """Store a new server-side session and put its id in a fresh cookie (blocking I/O)."""
+    with session_scope(request.app.state.engine) as session:
+        session_id = sessions.start_session(session=session, user=user, lifetime=SESSION_LIFETIME)
     request.session.clear()  # a new session on sign-in: no fixation
-    request.session["user"] = user
+    request.session["sid"] = session_id
+    request.session["user"] = user  # shown in the page header
     csrf_token(request)
     logger.info("admin sign-in: {user}", user=user)
 
@@ -145,7 +164,7 @@ async def callback(request: Request) -> Response:
         logger.info("sign-in refused: {sub} is not an allowed user", sub=claims.get("sub"))
         return _refused(request, "Your account is not allowed to use this admin UI.", 403)
     target = request.session.get("next")
-    _start_session(request, str(claims.get("email") or claims.get("sub")))
+    await run_in_threadpool(_start_session, request, str(claims.get("email") or claims.get("sub")))
     return RedirectResponse(_safe_next(target), 303)
 
 
@@ -157,6 +176,11 @@ def _refused(request: Request, message: str, status: int = 401) -> Response:
 
 @router.post("/logout", name="ui_logout", dependencies=[Depends(check_csrf)])
 def logout(request: Request) -> Response:
+    """End the session on the server, so that a copy of its cookie opens nothing."""
+    session_id = request.session.get("sid")
+    if isinstance(session_id, str):
+        with session_scope(request.app.state.engine) as session:
+            sessions.end_session(session=session, session_id=session_id)
     logger.info("admin sign-out: {user}", user=request.session.get("user"))
     request.session.clear()
     return RedirectResponse("/admin/login", 303)
