@@ -3,7 +3,8 @@
 ``install`` adds it to the FastAPI app: sessions (a signed cookie naming a row of
 ``admin_session``), the static assets vendored from npm (no CDN), the sign-in routes and
 the pages. Every page needs a signed-in user and every form a CSRF token
-(``web.ui.auth``).
+(``web.ui.auth``); every page refuses framing and sends a Content-Security-Policy
+(``web.ui.headers``).
 """
 
 from pathlib import Path
@@ -16,6 +17,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from notifyctl.config import Settings
 from notifyctl.services.tokens import new_secret
 from web.ui import auth, clients, dashboard, mailings
+from web.ui.headers import SecurityHeaders
 from web.ui.templating import make_templates
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -34,6 +36,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         same_site="lax",
         https_only=settings.cookie_secure,
     )
+    app.add_middleware(SecurityHeaders)
     app.state.templates = make_templates(settings)
     app.state.oauth = auth.make_oauth(settings)
     app.mount("/admin/static", StaticFiles(directory=STATIC), name="static")
