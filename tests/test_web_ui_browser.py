@@ -21,7 +21,7 @@ from mock import server
 from notifyctl.config import Settings
 from notifyctl.db import make_engine
 from tests.daemon_helpers import MockApi
-from tests.servers import running
+from tests.servers import free_port, running
 from web.app import create_app
 
 CHROMIUM = "/usr/bin/chromium"
@@ -86,7 +86,9 @@ def daemon(database, mock_api):
 
 @pytest.fixture(scope="module")
 def site(database, provider, daemon):
+    port = free_port()  # known before it serves: the OIDC redirect URI is built from it
     settings = Settings(
+        public_url=f"http://127.0.0.1:{port}",
         database_url=database,
         oidc_issuer=provider,
         oidc_client_id=CLIENT_ID,
@@ -97,7 +99,7 @@ def site(database, provider, daemon):
     app = create_app(settings=settings, engine=engine, login_token="unused-with-a-provider")
     import uvicorn
 
-    with running(uvicorn.Config(app, log_level="warning")) as url:
+    with running(uvicorn.Config(app, log_level="warning"), port=port) as url:
         yield url
     engine.dispose()
 

@@ -39,6 +39,11 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(SecurityHeaders)
     app.state.templates = make_templates(settings)
     app.state.oauth = auth.make_oauth(settings)
+    if app.state.oauth is not None and auth.redirect_uri(settings) is None:
+        logger.warning(
+            "NOTIFY_OIDC_ISSUER is set but NOTIFY_PUBLIC_URL is not: sign-in to the admin UI "
+            "through the provider is off until it is (the redirect URI is built from it)"
+        )
     app.mount("/admin/static", StaticFiles(directory=STATIC), name="static")
 
     pages = APIRouter(dependencies=[Depends(auth.current_user), Depends(auth.check_csrf)])

@@ -1,11 +1,12 @@
 """Sign-in to the admin UI, and the checks every page and form makes.
 
 Two ways in: an OpenID Connect provider (authorization code with PKCE, through Authlib)
-when ``NOTIFY_OIDC_ISSUER`` is set, otherwise the login link that ``notifyctl api`` /
-``notifyctl up`` print. Either way the user lands in a signed session cookie that names
-a server-side session (``notifyctl.services.sessions``: checked on every request, ended by
-"Log out") and holds the CSRF token every form (field ``csrf_token``) and HTMX request
-(header ``X-CSRF-Token``) must send back.
+when ``NOTIFY_OIDC_ISSUER`` is set, with its redirect URI under ``NOTIFY_PUBLIC_URL``
+(never from the request's Host header, which the caller chooses); otherwise the login
+link that ``notifyctl api`` / ``notifyctl up`` print. Either way the user lands in a
+signed session cookie that names a server-side session (``notifyctl.services.sessions``:
+checked on every request, ended by "Log out") and holds the CSRF token every form (field
+``csrf_token``) and HTMX request (header ``X-CSRF-Token``) must send back.
 """
 
 import secrets
@@ -28,6 +29,11 @@ router = APIRouter()
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SCOPES = "openid email profile"
 SESSION_LIFETIME = timedelta(hours=8)  # a sign-in lasts a working day
+CALLBACK_PATH = "/admin/auth/callback"
+NO_PUBLIC_URL = (
+    "Sign-in through the provider is off: NOTIFY_PUBLIC_URL (the address of this site, "
+    "such as https://notify.example.com) is not set."
+)
 
 
 class LoginRequired(Exception):
@@ -53,6 +59,11 @@ def make_oauth(settings: Settings) -> OAuth | None:
         client_kwargs={"scope": SCOPES, "code_challenge_method": "S256"},
     )
     return oauth
+
+
+def redirect_uri(settings: Settings) -> str | None:
+    """Where the provider sends the browser back: under the configured public address."""
+    return f"{settings.public_url}{CALLBACK_PATH}" if settings.public_url else None
 
 
 def current_user(request: Request) -> str:
@@ -125,8 +136,19 @@ def login(request: Request, token: str | None = None, next: str | None = None) -
             _start_session(request, "admin (login link)")
             return RedirectResponse(_safe_next(next), 303)
         error = "That login link is not valid. The server prints a new one each time it starts."
-    context = {"provider": oauth is not None, "next": _safe_next(next), "error": error}
-    return render(request, "admin/login.html", context, status=401 if error else 200)
+    return _login_page(request, error=error, status=401 if error else 200, next=_safe_next(next))
+
+
+def _login_page(
+    request: Request, *, error: str | None = None, status: int = 200, next: str = "/admin/"
+) -> Response:
+    """The sign-in page: the provider's button when it can be used, else the reason."""
+    provider = request.app.state.oauth is not None
+    ready = provider and redirect_uri(request.app.state.settings) is not None
+    if provider and not ready and error is None:
+        error, status = NO_PUBLIC_URL, 503
+    context = {"provider": provider, "ready": ready, "next": next, "error": error}
+    return render(request, "admin/login.html", context, status=status)
 
 
 @router.get("/login/oidc", name="ui_login_oidc")
@@ -135,17 +157,15 @@ async def login_oidc(request: Request, next: str | None = None) -> Response:
     oauth = request.app.state.oauth
     if oauth is None:
         return RedirectResponse("/admin/login", 303)
+    back = redirect_uri(request.app.state.settings)
+    if back is None:
+        return _login_page(request)
     request.session["next"] = _safe_next(next)
     try:
-        return await oauth.provider.authorize_redirect(request, request.url_for("ui_callback"))
+        return await oauth.provider.authorize_redirect(request, back)
     except Exception as exc:  # the provider is down or its discovery document is bad
         logger.warning("cannot reach the sign-in provider: {error!r}", error=exc)
-        context = {
-            "provider": True,
-            "next": "/admin/",
-            "error": "The sign-in provider is unreachable.",
-        }
-        return render(request, "admin/login.html", context, status=503)
+        return _login_page(request, error="The sign-in provider is unreachable.", status=503)
 
 
 @router.get("/auth/callback", name="ui_callback")
@@ -170,8 +190,7 @@ async def callback(request: Request) -> Response:
 
 def _refused(request: Request, message: str, status: int = 401) -> Response:
     request.session.clear()
-    context = {"provider": True, "next": "/admin/", "error": message}
-    return render(request, "admin/login.html", context, status=status)
+    return _login_page(request, error=message, status=status)
 
 
 @router.post("/logout", name="ui_logout", dependencies=[Depends(check_csrf)])
