@@ -10,12 +10,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from loguru import logger
 from oidc_provider_mock import run_server_in_thread
 
 from notifyctl.config import Settings
 from notifyctl.db import make_engine
+from notifyctl.models import AdminSession
 from web.app import create_app
 
 PUBLIC_URL = "https://notify.example.com"
@@ -54,6 +56,11 @@ def make_ui(tmp_path, sqlite_template, provider):
         client.close()
     for engine in engines:
         engine.dispose()
+
+
+def sessions_stored(ui: TestClient) -> int:
+    with ui.app.state.engine.connect() as connection:
+        return connection.execute(sa.select(sa.func.count()).select_from(AdminSession)).scalar()
 
 
 def authorize_url(ui: TestClient, **headers: str) -> str:
@@ -115,3 +122,26 @@ def test_a_malformed_public_url_is_refused_at_start():
     ):
         with pytest.raises(ValueError, match="not a site address"):
             Settings(public_url=bad)
+
+
+def test_a_token_response_without_an_id_token_signs_nobody_in(make_ui, provider):
+    # A client the provider grants no "openid" scope: its token answer has no ID token.
+    registered = (
+        httpx.post(
+            f"{provider}/oauth2/clients",
+            json={"redirect_uris": [CALLBACK], "scope": "email profile"},
+        )
+        .raise_for_status()
+        .json()
+    )
+    ui = make_ui(
+        public_url=PUBLIC_URL,
+        oidc_client_id=registered["client_id"],
+        oidc_client_secret=registered["client_secret"],
+    )
+    back = sign_in(ui, "alice@example.com")
+    assert back.status_code == 401
+    assert "did not say who you are" in back.text
+    assert "None" not in back.text
+    assert ui.get("/admin/", follow_redirects=False).status_code == 303
+    assert sessions_stored(ui) == 0

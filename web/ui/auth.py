@@ -180,11 +180,16 @@ async def callback(request: Request) -> Response:
         logger.info("sign-in refused by the provider: {error}", error=exc.error)
         return _refused(request, "The sign-in did not complete. Try again.")
     claims = dict(token.get("userinfo") or {})
+    if not claims.get("sub"):
+        # Only a verified ID token says who signed in; an access token alone (the openid
+        # scope not granted, or a plain OAuth2 server) says nothing, so nobody gets in.
+        logger.warning("sign-in refused: the provider's answer holds no ID token")
+        return _refused(request, "The sign-in provider did not say who you are (no ID token).")
     if not request.app.state.oidc.allows(claims):
         logger.info("sign-in refused: {sub} is not an allowed user", sub=claims.get("sub"))
         return _refused(request, "Your account is not allowed to use this admin UI.", 403)
     target = request.session.get("next")
-    await run_in_threadpool(_start_session, request, str(claims.get("email") or claims.get("sub")))
+    await run_in_threadpool(_start_session, request, str(claims.get("email") or claims["sub"]))
     return RedirectResponse(_safe_next(target), 303)
 
 
