@@ -76,6 +76,16 @@ def test_a_cookie_copied_before_logout_opens_nothing_after_it(replicas):
     assert form.url.path == "/admin/login"
 
 
+def test_signing_in_again_ends_the_session_the_browser_had(replicas, engine):
+    operator = replicas()
+    sign_in(operator)
+    copy = operator.cookies[COOKIE]
+    sign_in(operator)
+    assert not opens_the_dashboard(replicas(copy))
+    assert opens_the_dashboard(operator)
+    assert len(stored_sessions(engine)) == 1
+
+
 def test_logout_on_one_replica_ends_the_session_on_the_others(replicas):
     operator = replicas()
     csrf = sign_in(operator)

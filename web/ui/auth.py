@@ -108,8 +108,15 @@ async def check_csrf(request: Request) -> None:
 
 
 def _start_session(request: Request, user: str) -> None:
-    """Store a new server-side session and put its id in a fresh cookie (blocking I/O)."""
+    """Store a new server-side session and put its id in a fresh cookie (blocking I/O).
+
+    A session this browser held before ends here: a copy of its cookie must not outlive
+    the sign-in that replaced it (a later logout ends only the new one).
+    """
+    previous = request.session.get("sid")
     with session_scope(request.app.state.engine) as session:
+        if isinstance(previous, str):
+            sessions.end_session(session=session, session_id=previous)
         session_id = sessions.start_session(session=session, user=user, lifetime=SESSION_LIFETIME)
     request.session.clear()  # a new session on sign-in: no fixation
     request.session["sid"] = session_id
