@@ -4,6 +4,7 @@ import tempfile
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
@@ -142,6 +143,9 @@ class Settings(BaseSettings):
     session_secret: SecretStr | None = None
     #: send the session cookie over HTTPS only (set when the UI is served over TLS)
     cookie_secure: bool = False
+    #: the address people open the UI at (https://notify.example.com): the OIDC redirect
+    #: URI is built from it, never from a request's Host header; unset = no OIDC sign-in
+    public_url: str | None = None
 
     @field_validator("report_time")
     @classmethod
@@ -161,6 +165,26 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown IANA timezone {value!r}") from exc
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _origin_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # an empty variable (compose passes NOTIFY_PUBLIC_URL=) means unset
+        parts = urlsplit(value)
+        if not (
+            parts.scheme in ("http", "https")
+            and parts.hostname
+            and (parts.port or 0) >= 0  # reading it refuses a port that is not a number
+            and parts.path in ("", "/")
+            and not (parts.query or parts.fragment or parts.username or parts.password)
+        ):
+            # The value is not repeated: one with user:password@ would end up in a log.
+            raise ValueError(
+                "not a site address such as https://notify.example.com "
+                "(http or https, a host, an optional port, nothing after it)"
+            )
+        return value.rstrip("/")
 
     @property
     def heartbeat_path(self) -> Path:

@@ -16,7 +16,7 @@ from sqlmodel import Session
 from notifyctl.errors import StorageError
 
 #: The newest migration; ``tests/test_migrations.py`` checks it against the scripts.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 MIGRATION_LOCK = 7_245_310_911  # pg_advisory lock key held while migrating
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000  # milliseconds a writer waits for the lock

@@ -388,6 +388,20 @@ class ReportRun(SQLModel, table=True):
     sent_at: datetime | None = _utc_field()
 
 
+class AdminSession(SQLModel, table=True):
+    """A sign-in to the admin UI. Its cookie names it; logout deletes it, so a copy of
+    the cookie is worthless afterwards (on every API replica: they share this table).
+    """
+
+    __tablename__ = "admin_session"
+
+    #: SHA-256 of the id in the cookie: this table alone opens no session
+    id_hash: str = Field(primary_key=True, max_length=64)
+    user_name: str = Field(max_length=320)  #: e-mail or subject, as shown in the UI
+    created_at: datetime = _utc_field(nullable=False, default_now=True)
+    expires_at: datetime = _utc_field(nullable=False, index=True)
+
+
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     """One page of a longer list, as service functions return it."""

@@ -21,7 +21,16 @@ from notifyctl.db import make_engine, upgrade
 POSTGRES_ADMIN_URL = os.environ.get(
     "NOTIFY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-TABLES = ("attempt", "message", "mailing", "client", "throttle", "api_token", "report_run")
+TABLES = (
+    "attempt",
+    "message",
+    "mailing",
+    "client",
+    "throttle",
+    "api_token",
+    "report_run",
+    "admin_session",
+)
 
 
 @pytest.fixture(autouse=True)

@@ -9,9 +9,9 @@ import uvicorn
 
 
 @contextmanager
-def running(config: uvicorn.Config) -> Iterator[str]:
-    """Serve ``config`` (its port forced to a free one) and yield the base URL."""
-    config.host, config.port = "127.0.0.1", 0
+def running(config: uvicorn.Config, *, port: int = 0) -> Iterator[str]:
+    """Serve ``config`` on ``port`` (default: a free one) and yield the base URL."""
+    config.host, config.port = "127.0.0.1", port
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -21,7 +21,7 @@ from mock import server
 from notifyctl.config import Settings
 from notifyctl.db import make_engine
 from tests.daemon_helpers import MockApi
-from tests.servers import running
+from tests.servers import free_port, running
 from web.app import create_app
 
 CHROMIUM = "/usr/bin/chromium"
@@ -86,7 +86,9 @@ def daemon(database, mock_api):
 
 @pytest.fixture(scope="module")
 def site(database, provider, daemon):
+    port = free_port()  # known before it serves: the OIDC redirect URI is built from it
     settings = Settings(
+        public_url=f"http://127.0.0.1:{port}",
         database_url=database,
         oidc_issuer=provider,
         oidc_client_id=CLIENT_ID,
@@ -97,7 +99,7 @@ def site(database, provider, daemon):
     app = create_app(settings=settings, engine=engine, login_token="unused-with-a-provider")
     import uvicorn
 
-    with running(uvicorn.Config(app, log_level="warning")) as url:
+    with running(uvicorn.Config(app, log_level="warning"), port=port) as url:
         yield url
     engine.dispose()
 
@@ -121,6 +123,33 @@ def page(chromium):
     page.set_default_timeout(15_000)
     yield page
     context.close()
+
+
+@pytest.fixture
+def csp_violations(page) -> list[str]:
+    """What the page's Content-Security-Policy blocks from now on, in every document."""
+    return watch_csp(page)
+
+
+def watch_csp(page: Page) -> list[str]:
+    """Collect CSP violations: ``securitypolicyviolation`` events and console reports."""
+    seen: list[str] = []
+
+    def report(violation: str) -> None:
+        seen.append(violation)
+
+    page.expose_function("reportCspViolation", report)
+    page.add_init_script(
+        """document.addEventListener('securitypolicyviolation', event =>
+            window.reportCspViolation(`${event.effectiveDirective} blocked ` +
+                `${event.blockedURI || 'inline code'} in ${event.sourceFile}:` +
+                `${event.lineNumber}`))"""
+    )
+    page.on(
+        "console",
+        lambda message: "Content Security Policy" in message.text and report(message.text),
+    )
+    return seen
 
 
 def screenshot(page: Page, tmp_path: Path, name: str) -> None:
@@ -155,7 +184,7 @@ def local_input(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def test_an_operator_runs_a_mailing_from_sign_in_to_sign_out(page, site, tmp_path):
+def test_an_operator_runs_a_mailing_from_sign_in_to_sign_out(page, site, tmp_path, csp_violations):
     # Someone the provider knows but who is not in the allowed group is turned away.
     sign_in(page, site, "intruder@example.com")
     expect(page.get_by_role("alert")).to_contain_text("not allowed")
@@ -260,6 +289,44 @@ def test_an_operator_runs_a_mailing_from_sign_in_to_sign_out(page, site, tmp_pat
     expect(page).to_have_url(f"{site}/admin/login")
     page.goto(f"{site}/admin/clients")
     expect(page).to_have_url(f"{site}/admin/login?next=/admin/clients")
+
+    # All of it under the admin UI's Content-Security-Policy, which blocked nothing.
+    assert csp_violations == []
+
+
+def test_the_pages_keep_to_their_content_security_policy(page, site, csp_violations):
+    sign_in(page, site, OPERATOR)
+    expect(page).to_have_url(f"{site}/admin/")
+    for path in ("/admin/", "/admin/clients", "/admin/clients/new", "/admin/clients/import"):
+        answer = page.goto(f"{site}{path}")
+        assert answer.headers["x-frame-options"] == "DENY"
+        policy = answer.headers["content-security-policy"]
+        assert "default-src 'self'" in policy
+        assert "frame-ancestors 'none'" in policy
+    page.goto(f"{site}/admin/mailings/new")
+    page.get_by_label("Tags").fill("no-such-tag")  # the audience preview: an HTMX request
+    expect(page.locator("[data-audience]")).to_have_text("0")
+    page.goto(f"{site}/admin/clients")
+    page.get_by_label("Phone starts with").fill("7")  # search as one types: HTMX again
+    expect(page.locator("#clients")).to_be_visible()
+    # HTMX was told not to inject its indicator <style>: the page has none.
+    assert page.locator("style").count() == 0
+    assert csp_violations == []
+
+    # The watch itself works: an inline style is blocked, and reported.
+    page.evaluate("document.body.setAttribute('style', 'color: red')")
+    page.wait_for_function("getComputedStyle(document.body).color !== 'rgb(255, 0, 0)'")
+    for _ in range(100):
+        if csp_violations:
+            break
+        page.wait_for_timeout(50)
+    assert any("style" in violation for violation in csp_violations)
+
+
+def test_admin_pages_cannot_be_framed(page, site):
+    page.set_content(f'<iframe src="{site}/admin/login"></iframe>')
+    frame = page.frames[-1]  # set_content waits for the iframe's load, or its refusal
+    assert frame.url == "chrome-error://chromewebdata/"  # what chromium shows instead
 
 
 def test_the_sign_in_request_uses_pkce(page, site):

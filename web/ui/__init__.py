@@ -1,8 +1,10 @@
 """The admin UI at ``/admin/``: server-rendered pages (Jinja2, HTMX) over the service functions.
 
-``install`` adds it to the FastAPI app: signed-cookie sessions, the static assets vendored
-from npm (no CDN), the sign-in routes and the pages. Every page needs a signed-in user and
-every form a CSRF token (``web.ui.auth``).
+``install`` adds it to the FastAPI app: sessions (a signed cookie naming a row of
+``admin_session``), the static assets vendored from npm (no CDN), the sign-in routes and
+the pages. Every page needs a signed-in user and every form a CSRF token
+(``web.ui.auth``); every page refuses framing and sends a Content-Security-Policy
+(``web.ui.headers``).
 """
 
 from pathlib import Path
@@ -15,10 +17,10 @@ from starlette.middleware.sessions import SessionMiddleware
 from notifyctl.config import Settings
 from notifyctl.services.tokens import new_secret
 from web.ui import auth, clients, dashboard, mailings
+from web.ui.headers import SecurityHeaders
 from web.ui.templating import make_templates
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
-SESSION_HOURS = 8  # a sign-in lasts a working day
 
 
 def install(app: FastAPI, settings: Settings) -> None:
@@ -30,12 +32,18 @@ def install(app: FastAPI, settings: Settings) -> None:
         SessionMiddleware,
         secret_key=secret or new_secret(),
         session_cookie="notifyctl_session",
-        max_age=SESSION_HOURS * 3600,
+        max_age=int(auth.SESSION_LIFETIME.total_seconds()),
         same_site="lax",
         https_only=settings.cookie_secure,
     )
+    app.add_middleware(SecurityHeaders)
     app.state.templates = make_templates(settings)
     app.state.oauth = auth.make_oauth(settings)
+    if app.state.oauth is not None and auth.redirect_uri(settings) is None:
+        logger.warning(
+            "NOTIFY_OIDC_ISSUER is set but NOTIFY_PUBLIC_URL is not: sign-in to the admin UI "
+            "through the provider is off until it is (the redirect URI is built from it)"
+        )
     app.mount("/admin/static", StaticFiles(directory=STATIC), name="static")
 
     pages = APIRouter(dependencies=[Depends(auth.current_user), Depends(auth.check_csrf)])

@@ -1,13 +1,16 @@
 """Sign-in to the admin UI, and the checks every page and form makes.
 
 Two ways in: an OpenID Connect provider (authorization code with PKCE, through Authlib)
-when ``NOTIFY_OIDC_ISSUER`` is set, otherwise the login link that ``notifyctl api`` /
-``notifyctl up`` print. Either way the user lands in a signed session cookie that also
-holds the CSRF token every form (field ``csrf_token``) and HTMX request (header
-``X-CSRF-Token``) must send back.
+when ``NOTIFY_OIDC_ISSUER`` is set, with its redirect URI under ``NOTIFY_PUBLIC_URL``
+(never from the request's Host header, which the caller chooses); otherwise the login
+link that ``notifyctl api`` / ``notifyctl up`` print. Either way the user lands in a
+signed session cookie that names a server-side session (``notifyctl.services.sessions``:
+checked on every request, ended by "Log out") and holds the CSRF token every form (field
+``csrf_token``) and HTMX request (header ``X-CSRF-Token``) must send back.
 """
 
 import secrets
+from datetime import timedelta
 from typing import Annotated
 from urllib.parse import quote
 
@@ -15,13 +18,22 @@ from authlib.integrations.starlette_client import OAuth, OAuthError
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from loguru import logger
+from starlette.concurrency import run_in_threadpool
 
 from notifyctl.config import Settings
+from notifyctl.db import session_scope
+from notifyctl.services import sessions
 from web.ui.templating import is_htmx, render
 
 router = APIRouter()
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SCOPES = "openid email profile"
+SESSION_LIFETIME = timedelta(hours=8)  # a sign-in lasts a working day
+CALLBACK_PATH = "/admin/auth/callback"
+NO_PUBLIC_URL = (
+    "Sign-in through the provider is off: NOTIFY_PUBLIC_URL (the address of this site, "
+    "such as https://notify.example.com) is not set."
+)
 
 
 class LoginRequired(Exception):
@@ -49,10 +61,24 @@ def make_oauth(settings: Settings) -> OAuth | None:
     return oauth
 
 
+def redirect_uri(settings: Settings) -> str | None:
+    """Where the provider sends the browser back: under the configured public address."""
+    return f"{settings.public_url}{CALLBACK_PATH}" if settings.public_url else None
+
+
 def current_user(request: Request) -> str:
-    """The signed-in user's name; anonymous requests are sent to the sign-in page."""
-    user = request.session.get("user")
-    if not user:
+    """The signed-in user's name; anonymous requests are sent to the sign-in page.
+
+    The cookie alone is not enough: its session must still be live on the server (not
+    logged out, not expired). A sync function, so FastAPI runs the lookup in a thread.
+    """
+    session_id = request.session.get("sid")
+    user = None
+    if isinstance(session_id, str):
+        with session_scope(request.app.state.engine) as session:
+            user = sessions.session_user(session=session, session_id=session_id)
+    if user is None:
+        request.session.clear()  # an ended session's cookie is dropped, not kept around
         raise LoginRequired
     return user
 
@@ -82,8 +108,19 @@ async def check_csrf(request: Request) -> None:
 
 
 def _start_session(request: Request, user: str) -> None:
+    """Store a new server-side session and put its id in a fresh cookie (blocking I/O).
+
+    A session this browser held before ends here: a copy of its cookie must not outlive
+    the sign-in that replaced it (a later logout ends only the new one).
+    """
+    previous = request.session.get("sid")
+    with session_scope(request.app.state.engine) as session:
+        if isinstance(previous, str):
+            sessions.end_session(session=session, session_id=previous)
+        session_id = sessions.start_session(session=session, user=user, lifetime=SESSION_LIFETIME)
     request.session.clear()  # a new session on sign-in: no fixation
-    request.session["user"] = user
+    request.session["sid"] = session_id
+    request.session["user"] = user  # shown in the page header
     csrf_token(request)
     logger.info("admin sign-in: {user}", user=user)
 
@@ -106,8 +143,19 @@ def login(request: Request, token: str | None = None, next: str | None = None) -
             _start_session(request, "admin (login link)")
             return RedirectResponse(_safe_next(next), 303)
         error = "That login link is not valid. The server prints a new one each time it starts."
-    context = {"provider": oauth is not None, "next": _safe_next(next), "error": error}
-    return render(request, "admin/login.html", context, status=401 if error else 200)
+    return _login_page(request, error=error, status=401 if error else 200, next=_safe_next(next))
+
+
+def _login_page(
+    request: Request, *, error: str | None = None, status: int = 200, next: str = "/admin/"
+) -> Response:
+    """The sign-in page: the provider's button when it can be used, else the reason."""
+    provider = request.app.state.oauth is not None
+    ready = provider and redirect_uri(request.app.state.settings) is not None
+    if provider and not ready and error is None:
+        error, status = NO_PUBLIC_URL, 503
+    context = {"provider": provider, "ready": ready, "next": next, "error": error}
+    return render(request, "admin/login.html", context, status=status)
 
 
 @router.get("/login/oidc", name="ui_login_oidc")
@@ -116,17 +164,15 @@ async def login_oidc(request: Request, next: str | None = None) -> Response:
     oauth = request.app.state.oauth
     if oauth is None:
         return RedirectResponse("/admin/login", 303)
+    back = redirect_uri(request.app.state.settings)
+    if back is None:
+        return _login_page(request)
     request.session["next"] = _safe_next(next)
     try:
-        return await oauth.provider.authorize_redirect(request, request.url_for("ui_callback"))
+        return await oauth.provider.authorize_redirect(request, back)
     except Exception as exc:  # the provider is down or its discovery document is bad
         logger.warning("cannot reach the sign-in provider: {error!r}", error=exc)
-        context = {
-            "provider": True,
-            "next": "/admin/",
-            "error": "The sign-in provider is unreachable.",
-        }
-        return render(request, "admin/login.html", context, status=503)
+        return _login_page(request, error="The sign-in provider is unreachable.", status=503)
 
 
 @router.get("/auth/callback", name="ui_callback")
@@ -141,22 +187,31 @@ async def callback(request: Request) -> Response:
         logger.info("sign-in refused by the provider: {error}", error=exc.error)
         return _refused(request, "The sign-in did not complete. Try again.")
     claims = dict(token.get("userinfo") or {})
+    if not claims.get("sub"):
+        # Only a verified ID token says who signed in; an access token alone (the openid
+        # scope not granted, or a plain OAuth2 server) says nothing, so nobody gets in.
+        logger.warning("sign-in refused: the provider's answer holds no ID token")
+        return _refused(request, "The sign-in provider did not say who you are (no ID token).")
     if not request.app.state.oidc.allows(claims):
         logger.info("sign-in refused: {sub} is not an allowed user", sub=claims.get("sub"))
         return _refused(request, "Your account is not allowed to use this admin UI.", 403)
     target = request.session.get("next")
-    _start_session(request, str(claims.get("email") or claims.get("sub")))
+    await run_in_threadpool(_start_session, request, str(claims.get("email") or claims["sub"]))
     return RedirectResponse(_safe_next(target), 303)
 
 
 def _refused(request: Request, message: str, status: int = 401) -> Response:
     request.session.clear()
-    context = {"provider": True, "next": "/admin/", "error": message}
-    return render(request, "admin/login.html", context, status=status)
+    return _login_page(request, error=message, status=status)
 
 
 @router.post("/logout", name="ui_logout", dependencies=[Depends(check_csrf)])
 def logout(request: Request) -> Response:
+    """End the session on the server, so that a copy of its cookie opens nothing."""
+    session_id = request.session.get("sid")
+    if isinstance(session_id, str):
+        with session_scope(request.app.state.engine) as session:
+            sessions.end_session(session=session, session_id=session_id)
     logger.info("admin sign-out: {user}", user=request.session.get("user"))
     request.session.clear()
     return RedirectResponse("/admin/login", 303)
