@@ -5,11 +5,12 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from notifyctl.timeutil import zone_name
 
 APP_NAME = "notifyctl"
 
@@ -160,11 +161,10 @@ class Settings(BaseSettings):
     def _known_timezone(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown IANA timezone {value!r}") from exc
-        return value
+        name = zone_name(value)  # the rule client timezones follow: no "localtime"
+        if name is None:
+            raise ValueError(f"{value!r} is not an IANA timezone such as Europe/Moscow")
+        return name
 
     @field_validator("public_url")
     @classmethod

@@ -6,13 +6,31 @@ offset is read in the default timezone (``NOTIFY_DEFAULT_TIMEZONE``, UTC unless 
 
 import re
 from datetime import UTC, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from functools import lru_cache
+from zoneinfo import ZoneInfo, available_timezones
 
 from notifyctl.errors import InvalidInput
 
 _RELATIVE = re.compile(r"^now\s*(?:(?P<sign>[+-])\s*(?P<n>\d+)\s*(?P<unit>[smhd]))?$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _HHMM = re.compile(r"^(?P<h>[01]?\d|2[0-3]):(?P<m>[0-5]\d)$")
+#: Names in the zone database that are no place's time: the host's own clock, a placeholder.
+NOT_ZONES = frozenset({"localtime", "factory", "posixrules"})
+
+
+@lru_cache(maxsize=1)
+def _zones_by_folded_name() -> dict[str, str]:
+    names = available_timezones()
+    return {name.casefold(): name for name in names if name.casefold() not in NOT_ZONES}
+
+
+def zone_name(raw: str) -> str | None:
+    """The IANA zone ``raw`` names (case corrected), or None for anything else.
+
+    Only the zone database's place names: no "localtime", no file paths. Client input
+    (``services.validation.timezone``) and settings (``config``) both go through here.
+    """
+    return _zones_by_folded_name().get(raw.strip().casefold())
 
 
 def utcnow() -> datetime:

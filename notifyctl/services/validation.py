@@ -1,20 +1,16 @@
 """Field rules shared by every way in (CLI, REST, UI, CSV import). Each raises InvalidInput."""
 
 import re
-from functools import lru_cache
-from zoneinfo import available_timezones
 
 from notifyctl.errors import InvalidInput
 from notifyctl.models import MailingFilter, MessageStatus, SendWindow
-from notifyctl.timeutil import parse_hhmm
+from notifyctl.timeutil import parse_hhmm, zone_name
 
 PHONE_PUNCTUATION = re.compile(r"[\s()\-.]")
 # ASCII digits only: \d takes any script's digits (Arabic-Indic ones, say), which would
 # make a second client for the same number.
 PHONE = re.compile(r"7[0-9]{10}")
 OPERATOR = re.compile(r"[0-9]{3}")
-#: Names in the zone database that are no place's time: the host's own clock, a placeholder.
-NOT_ZONES = frozenset({"localtime", "factory", "posixrules"})
 MAX_TAG = 64
 MAX_TEXT = 1000
 
@@ -52,17 +48,10 @@ def tag(raw: str | None, *, field: str = "tag") -> str:
     return value
 
 
-@lru_cache(maxsize=1)
-def _zones_by_folded_name() -> dict[str, str]:
-    names = available_timezones()
-    return {name.casefold(): name for name in names if name.casefold() not in NOT_ZONES}
-
-
 def timezone(raw: str, *, field: str = "timezone") -> str:
     """Return the IANA name (case corrected), or reject an unknown zone."""
-    value = raw.strip()
-    name = _zones_by_folded_name().get(value.casefold())
-    if name is None:  # (only the zone database's names: no "localtime", no file paths)
+    name = zone_name(raw)
+    if name is None:
         raise InvalidInput(f"{raw!r} is not an IANA timezone such as Europe/Moscow", field=field)
     return name
 
