@@ -1,5 +1,6 @@
 """Settings: one pydantic-settings class read from NOTIFY_* variables and a .env file."""
 
+import re
 import tempfile
 from enum import StrEnum
 from functools import lru_cache
@@ -8,6 +9,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from notifyctl.timeutil import zone_name
@@ -20,6 +22,16 @@ DEMO_SENDER_TOKEN = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJub3RpZnljdGwtZGVtbyJ9."
     "rdw16DqBQndLMQWnkBF1F5Ri_KkNvTDUSFJzo5twAgA"
 )
+#: The mock's demo secret (``mock.auth.DEMO_SECRET``; the core may not import the mock, a
+#: test keeps the two equal). Production refuses it as any secret.
+DEMO_MOCK_SECRET = "notifyctl-demo-secret-do-not-use-in-production"
+#: What every placeholder in .env.example and the deploy examples says ("change-me"); a
+#: value still containing it (in any spelling: CHANGE_ME, changeme) is refused in production.
+PLACEHOLDER = re.compile(r"change[-_ ]?me", re.IGNORECASE)
+#: The shortest session secret production accepts, in bytes (HMAC-SHA256 keys its size).
+MIN_SECRET_BYTES = 32
+#: The shortest login token production accepts, in characters (ours are 47).
+MIN_LOGIN_TOKEN_CHARS = 32
 
 
 class Environment(StrEnum):
@@ -203,12 +215,78 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _no_placeholder_secrets_in_prod(self) -> "Settings":
-        if self.env is Environment.prod and (
-            self.sender_token.get_secret_value() == DEMO_SENDER_TOKEN
-        ):
-            raise ValueError("NOTIFY_SENDER_TOKEN is the mock's demo token; set the real one")
+    def _no_weak_secrets_in_prod(self) -> "Settings":
+        problems = weak_settings(self) if self.env is Environment.prod else []
+        if problems:
+            first, others = problems[0], [name for name, _ in problems[1:]]
+            also = f"; also refused: {', '.join(others)}" if others else ""
+            # A custom error: its text is shown as it is, without pydantic's "Value error, ".
+            raise PydanticCustomError(
+                "weak_setting",
+                "NOTIFY_ENV=prod refuses {name}: {why}{also}",
+                {"name": first[0], "why": first[1], "also": also},
+            )
         return self
+
+
+#: Values public in the code: the mock's demo token and secret.
+DEMO_VALUES = {
+    DEMO_SENDER_TOKEN: "the mock's demo token",
+    DEMO_MOCK_SECRET: "the mock's demo secret",
+}
+
+
+def weak_settings(settings: Settings) -> list[tuple[str, str]]:
+    """What production refuses in ``settings``: (variable, why) pairs, never the values.
+
+    Any value still holding the placeholder of .env.example or equal to a demo value of
+    the code; an empty sender token; a session secret unset or shorter than
+    ``MIN_SECRET_BYTES``; a login token shorter than ``MIN_LOGIN_TOKEN_CHARS`` (unset is
+    fine: a random one per start). One reason per variable, the most telling first.
+    """
+    problems: dict[str, str] = {}
+    for name in Settings.model_fields:
+        for text in _texts(getattr(settings, name)):
+            if text in DEMO_VALUES:
+                problems.setdefault(
+                    _variable(name), f"it is {DEMO_VALUES[text]}, public in the code"
+                )
+            elif PLACEHOLDER.search(text):
+                problems.setdefault(_variable(name), "it still holds the placeholder 'change-me'")
+    if not _secret(settings.sender_token).strip():
+        problems.setdefault("NOTIFY_SENDER_TOKEN", "it is empty; set the sending API's token")
+    session = _secret(settings.session_secret)
+    if len(session.encode()) < MIN_SECRET_BYTES:
+        problems.setdefault(
+            "NOTIFY_SESSION_SECRET",
+            f"{'it is shorter than' if session else 'it is unset; set at least'} "
+            f"{MIN_SECRET_BYTES} random bytes (python3 -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))')",
+        )
+    login = _secret(settings.login_token)
+    if login and len(login) < MIN_LOGIN_TOKEN_CHARS:
+        problems.setdefault(
+            "NOTIFY_LOGIN_TOKEN",
+            f"it is shorter than {MIN_LOGIN_TOKEN_CHARS} characters "
+            "(or leave it unset: a random one per start)",
+        )
+    return list(problems.items())
+
+
+def _variable(field: str) -> str:
+    return f"NOTIFY_{field.upper()}"
+
+
+def _secret(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value is not None else ""
+
+
+def _texts(value: object) -> list[str]:
+    """A setting's value as the strings it holds (a list holds several; None none)."""
+    if value is None:
+        return []
+    values = value if isinstance(value, list) else [value]
+    return [_secret(v) if isinstance(v, SecretStr) else str(v) for v in values]
 
 
 @lru_cache

@@ -304,6 +304,66 @@ def test_the_overlay_sets_namespace_image_host_secrets_and_scale(overlay):
     assert referenced["envFrom"][1]["secretRef"]["name"] == secret["metadata"]["name"]
 
 
+# --- production mode refuses the examples as they are ---------------------------------------
+
+
+def test_compose_stops_before_starting_anything_on_env_example_as_it_is():
+    example = dotenv(ROOT / ".env.example")
+    required = set(re.findall(r"\$\{(\w+):\?", (ROOT / "docker-compose.yml").read_text()))
+    assert required >= {"POSTGRES_PASSWORD", "NOTIFY_SENDER_TOKEN", "NOTIFY_SESSION_SECRET"}
+    # Left empty (not "change-me"): PostgreSQL keeps the first password it starts with.
+    assert all(example[name] == "" for name in required)
+    for name in APP_SERVICES:
+        with pytest.raises(AssertionError, match="compose needs"):
+            compose_environment(name, example)
+
+
+def compose_environment(name: str, values: dict[str, str]) -> dict[str, str]:
+    """The environment compose gives service ``name``, from .env ``values``."""
+    service = APP_SERVICES[name].get("environment", {})
+    return {key: interpolate(str(value), values) for key, value in service.items()}
+
+
+def test_every_compose_service_runs_in_production_mode():
+    for name, service in APP_SERVICES.items():
+        assert service["environment"]["NOTIFY_ENV"] == "prod", name
+
+
+def run_with(env: dict[str, str], args: list[str]) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "MOCK_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "notifyctl", *args],
+        env=base | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_kubernetes_example_secrets_as_they_are_are_refused(overlay):
+    import base64
+
+    (config,) = by_kind(overlay, "ConfigMap").values()
+    (secret,) = by_kind(overlay, "Secret").values()
+    values = config["data"] | {
+        key: base64.b64decode(value).decode() for key, value in secret["data"].items()
+    }
+    app = {k: v for k, v in values.items() if k.startswith("NOTIFY_")}
+    checked = run_with(app, ["daemon", "--check"])
+    assert checked.returncode == 2, checked.stderr
+    assert re.fullmatch(r"error: .*NOTIFY_ENV=prod refuses NOTIFY_\w+: .*\n", checked.stderr)
+    for name in ("NOTIFY_DATABASE_URL", "NOTIFY_SENDER_TOKEN", "NOTIFY_SESSION_SECRET"):
+        assert name in checked.stderr
+    mock = by_kind(overlay, "Deployment")["notifyctl-mock"]["spec"]["template"]["spec"]
+    mock_env = {
+        item["name"]: item.get("value") or values[item["valueFrom"]["secretKeyRef"]["key"]]
+        for item in mock["containers"][0]["env"]
+    }
+    printed = run_with(mock_env, ["mock", "--print-token"])
+    assert (printed.returncode, printed.stdout) == (2, ""), printed.stderr
+    assert "MOCK_SECRET" in printed.stderr
+
+
 # --- the image's commands as plain processes --------------------------------------------
 
 
@@ -366,11 +426,11 @@ def empty_postgres(postgres_url):
 def test_the_compose_services_run_as_plain_processes(empty_postgres, tmp_path):
     """migrate, mock, api and daemon: compose's commands and variables, local addresses."""
     ports = {"api": free_port(), "mock": free_port(), "metrics": free_port()}
-    secrets = {
+    secrets = {  # long enough for production mode, which compose runs in
         "POSTGRES_PASSWORD": "unused-here",
-        "MOCK_SECRET": "deploy-test-mock-secret",
-        "NOTIFY_SESSION_SECRET": "deploy-test-session-secret",
-        "NOTIFY_LOGIN_TOKEN": "nfy_deploy-test-login",
+        "MOCK_SECRET": "deploy-test-mock-secret-of-32-bytes",
+        "NOTIFY_SESSION_SECRET": "deploy-test-session-secret-32-bytes",
+        "NOTIFY_LOGIN_TOKEN": "nfy_deploy-test-login-token-32-chars",
     }
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "MOCK_"))}
     # The token the README has you print with `mock --print-token`, signed with MOCK_SECRET.

@@ -287,7 +287,14 @@ def test_logs_without_a_log_file_is_one_clear_error(cli):
     ("env", "shown"),
     [
         ({"NOTIFY_LOGIN_TOKEN": "nfy_given-by-the-operator"}, False),
-        ({"NOTIFY_ENV": "prod", "NOTIFY_SENDER_TOKEN": "a-real-sender-token"}, False),
+        (
+            {
+                "NOTIFY_ENV": "prod",
+                "NOTIFY_SENDER_TOKEN": "a-real-sender-token",
+                "NOTIFY_SESSION_SECRET": "a-session-secret-of-32-bytes-or-more",
+            },
+            False,
+        ),
         ({}, True),
     ],
     ids=["given", "production", "made-up-for-a-local-run"],

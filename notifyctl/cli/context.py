@@ -105,5 +105,7 @@ def _is_validation_error(exc: Exception) -> bool:
 
 def _first_validation_problem(exc: Any) -> str:
     problem = exc.errors()[0]
-    where = ".".join(str(part) for part in problem.get("loc", ())) or "settings"
-    return f"NOTIFY_{where.upper()}: {problem.get('msg')}"
+    message = str(problem.get("msg")).removeprefix("Value error, ")
+    where = ".".join(str(part) for part in problem.get("loc", ()))
+    # A rule across several settings has no one place; its message names the variables.
+    return f"NOTIFY_{where.upper()}: {message}" if where else message

@@ -24,16 +24,26 @@ def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     )
 
 
-def _wait_for_port(port: int, timeout: float = 15.0) -> bool:
+def _wait_for_port(port: int, child: subprocess.Popen, timeout: float = 15.0) -> bool:
     import socket
 
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and child.poll() is None:
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 return True
         time.sleep(0.1)
     return False
+
+
+def _started(child: subprocess.Popen, name: str, port: int) -> None:
+    """Wait for ``child`` to listen on ``port``; exit 1 saying why when it does not."""
+    if not _wait_for_port(port, child):
+        if child.poll() is not None:  # it said why on the terminal (a refused setting, say)
+            info(f"{name} stopped (exit {child.returncode}) before listening on port {port}")
+        else:
+            info(f"{name} did not start on port {port}; is the port taken?")
+        raise SystemExit(1)
 
 
 def _stats_view(cli: CliState) -> Table:
@@ -82,14 +92,10 @@ def run_stack(cli: CliState, *, demo: bool, mock_port: int, api_port: int) -> No
         if demo:
             mock_args += ["--latency-ms", "30", "--jitter-ms", "60", "--error-rate", "0.05"]
         children.append(_spawn(mock_args, env))
-        if not _wait_for_port(mock_port):
-            info(f"the mock did not start on port {mock_port}; is the port taken?")
-            raise SystemExit(1)
+        _started(children[-1], "the mock", mock_port)
         children.append(_spawn(["daemon"], env))
         children.append(_spawn(["api", "--port", str(api_port)], env))
-        if not _wait_for_port(api_port):
-            info(f"the API did not start on port {api_port}; is the port taken?")
-            raise SystemExit(1)
+        _started(children[-1], "the API", api_port)
         info(
             f"database: {redact(settings.database_url)}\n"
             f"REST API: http://127.0.0.1:{api_port}/api/v1  "

@@ -113,6 +113,7 @@ def mock(
     from mock.faults import Faults
     from mock.server import serve
 
+    _refuse_weak_mock_secret(secret)
     if print_token:
         print(jwt.encode(DEMO_CLAIMS, secret or DEMO_SECRET, algorithm="HS256"))
         return
@@ -140,6 +141,31 @@ def mock(
         f"mock sending API on http://{host}:{port}/v1/send/{{msgId}} (docs: http://{host}:{port}/docs/)"
     )
     serve(host=host, port=port, secret=secret or DEMO_SECRET, faults=faults, seed=seed)
+
+
+def _refuse_weak_mock_secret(secret: str | None) -> None:
+    """Exit 2 on a MOCK_SECRET left as the placeholder, or, with NOTIFY_ENV=prod, a weak one.
+
+    The mock reads no settings (it stands for an outside system), so NOTIFY_ENV is read
+    from the environment alone, as its MOCK_* variables are.
+    """
+    import os
+
+    from notifyctl.config import DEMO_VALUES, MIN_SECRET_BYTES, PLACEHOLDER, Environment
+
+    why = None
+    if secret is not None and PLACEHOLDER.search(secret):
+        why = "it still holds the placeholder 'change-me'"
+    elif os.environ.get("NOTIFY_ENV", "").strip() == Environment.prod:
+        if not secret:
+            why = "it is unset, so the mock takes its demo token, public in the code"
+        elif secret in DEMO_VALUES:
+            why = f"it is {DEMO_VALUES[secret]}, public in the code"
+        elif len(secret.encode()) < MIN_SECRET_BYTES:
+            why = f"it is shorter than {MIN_SECRET_BYTES} bytes"
+    if why:
+        error(f"MOCK_SECRET (--secret): {why}")
+        raise typer.Exit(2)
 
 
 def daemon(
@@ -292,6 +318,8 @@ def api(
 
     Example: notifyctl api --host 0.0.0.0 --port 8000
     """
+    cli = state(ctx)
+    settings = cli.settings  # first: weak settings are refused before anything starts
 
     import uvicorn
 
@@ -301,11 +329,10 @@ def api(
     from notifyctl.services.tokens import new_secret
     from web.app import create_app
 
-    cli = state(ctx)
-    given = cli.settings.login_token
+    given = settings.login_token
     login = (given.get_secret_value() if given else "") or new_secret()
-    app = create_app(settings=cli.settings, engine=cli.engine, login_token=login)
-    configure_logging(cli.settings)
+    app = create_app(settings=settings, engine=cli.engine, login_token=login)
+    configure_logging(settings)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     base = f"http://{shown}:{port}"
     # stderr is a log wherever a supervisor runs us: a token is printed only when it was
@@ -315,7 +342,7 @@ def api(
             "login token: the one in NOTIFY_LOGIN_TOKEN",
             "<NOTIFY_LOGIN_TOKEN>",
         )
-    elif cli.settings.env is Environment.prod:
+    elif settings.env is Environment.prod:
         token_line = (
             "login token: not shown in production; set NOTIFY_LOGIN_TOKEN or use API tokens"
         )
@@ -324,6 +351,6 @@ def api(
         token_line, link_token = f"login token (bearer): {login}", login
     info(
         f"REST API on {base}/api/v1  Swagger UI: {base}/docs/\n"
-        f"{admin_link(cli.settings, base, link_token)}\n{token_line}"
+        f"{admin_link(settings, base, link_token)}\n{token_line}"
     )
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
