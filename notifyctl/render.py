@@ -87,3 +87,22 @@ def admin_link(settings, base: str, login_token: str) -> str:
     if settings.oidc_issuer and settings.oidc_client_id:
         return f"admin UI: {base}/admin/ (sign in with {settings.oidc_issuer})"
     return f"admin UI (login link): {base}/admin/login?token={login_token}"
+
+
+def login_lines(settings, base: str, *, token: str, generated: bool) -> str:
+    """The admin UI's link and the login token's line, as `up` and `api` print them.
+
+    stderr is a log wherever a supervisor runs us: the token is printed only when this
+    process just made it up for a local run (as Jupyter does), never one it was given
+    (NOTIFY_LOGIN_TOKEN) and never in production.
+    """
+    use = "Authorize in Swagger UI, or Authorization: Bearer"
+    if generated and settings.env != "prod":
+        return f"{admin_link(settings, base, token)}\nlogin token ({use}): {token}"
+    link = admin_link(settings, base, "<your NOTIFY_LOGIN_TOKEN>")
+    if not generated:
+        return f"{link}\nlogin token: use your NOTIFY_LOGIN_TOKEN ({use})"
+    return (
+        f"{link}\nlogin token: a random one, not shown in production; set NOTIFY_LOGIN_TOKEN "
+        "or create API tokens with `notifyctl token create`"
+    )

@@ -228,3 +228,29 @@ def test_the_mock_refuses_a_weak_secret(env, refused):
     else:
         assert result.returncode == 0, result.stderr
         assert re.fullmatch(r"[\w-]+\.[\w-]+\.[\w-]+\n", result.stdout)
+
+
+# --- no process prints a token it did not make up ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "generated", "shown"),
+    [
+        ("dev", True, True),  # a local run: the made-up token is the way in
+        ("dev", False, False),  # NOTIFY_LOGIN_TOKEN: the operator has it already
+        ("prod", True, False),  # stderr is a log there
+        ("prod", False, False),
+    ],
+)
+def test_the_login_lines_show_only_a_token_made_up_for_a_local_run(env, generated, shown):
+    from notifyctl.render import login_lines
+
+    settings = Settings(
+        env=env, sender_token="a-real-sender-token", session_secret="s" * 32, login_token=None
+    )
+    token = "nfy_" + "t" * 43
+    lines = login_lines(settings, "http://127.0.0.1:8000", token=token, generated=generated)
+    assert (token in lines) is shown
+    assert "http://127.0.0.1:8000/admin/login?token=" in lines
+    if not generated:
+        assert "use your NOTIFY_LOGIN_TOKEN" in lines

@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.table import Table
 
 from notifyctl.cli.context import CliState
-from notifyctl.render import STATUS_ORDER, admin_link, info
+from notifyctl.render import STATUS_ORDER, info, login_lines
 
 REFRESH = 1.0  # seconds between statistics refreshes
 STOP_GRACE = 10.0  # seconds children get to drain before they are killed
@@ -77,7 +77,9 @@ def run_stack(cli: CliState, *, demo: bool, mock_port: int, api_port: int) -> No
     env = dict(os.environ)
     env["NOTIFY_DATABASE_URL"] = settings.database_url
     env.setdefault("NOTIFY_SENDER_URL", f"http://127.0.0.1:{mock_port}/v1/send")
-    login = env.setdefault("NOTIFY_LOGIN_TOKEN", new_secret())
+    # Our API child takes this token; printed only when made up here (see login_lines).
+    given = settings.login_token.get_secret_value() if settings.login_token else ""
+    login = env["NOTIFY_LOGIN_TOKEN"] = given or new_secret()
     # The terminal shows the statistics; every line goes to the log file instead.
     log_file = env.setdefault("NOTIFY_LOG_FILE", str(default_log_file()))
     env.setdefault("NOTIFY_LOG_CONSOLE_LEVEL", "WARNING")
@@ -94,14 +96,13 @@ def run_stack(cli: CliState, *, demo: bool, mock_port: int, api_port: int) -> No
         children.append(_spawn(mock_args, env))
         _started(children[-1], "the mock", mock_port)
         children.append(_spawn(["daemon"], env))
-        children.append(_spawn(["api", "--port", str(api_port)], env))
+        children.append(_spawn(["api", "--port", str(api_port), "--child"], env))
         _started(children[-1], "the API", api_port)
+        api = f"http://127.0.0.1:{api_port}"
         info(
             f"database: {redact(settings.database_url)}\n"
-            f"REST API: http://127.0.0.1:{api_port}/api/v1  "
-            f"Swagger UI: http://127.0.0.1:{api_port}/docs/\n"
-            f"{admin_link(settings, f'http://127.0.0.1:{api_port}', login)}\n"
-            f"login token (Authorize in Swagger UI, or Authorization: Bearer): {login}\n"
+            f"REST API: {api}/api/v1  Swagger UI: {api}/docs/\n"
+            f"{login_lines(settings, api, token=login, generated=not given)}\n"
             f"mock sending API: http://127.0.0.1:{mock_port}/docs/\n"
             f"logs: {log_file} (notifyctl logs --mailing ID)"
         )

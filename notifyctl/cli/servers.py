@@ -309,12 +309,14 @@ def api(
     port: int = typer.Option(
         8000, "--port", envvar="NOTIFY_API_PORT", show_envvar=True, help="Port to listen on."
     ),
+    child: bool = typer.Option(False, "--child", hidden=True),  # of `up`, which says it all
 ) -> None:
     """Serve the REST API (/api/v1) with Swagger UI at /docs/ and the admin UI at /admin/.
 
-    Prints a login token on start (as Jupyter does): the admin UI's login link carries it
-    when no OpenID Connect provider is configured, and it works as a bearer token; create
-    lasting ones with `notifyctl token create`. NOTIFY_LOGIN_TOKEN fixes it instead.
+    Makes up a login token on start and prints it (as Jupyter does): the admin UI's login
+    link carries it when no OpenID Connect provider is configured, and it works as a
+    bearer token; create lasting ones with `notifyctl token create`. NOTIFY_LOGIN_TOKEN
+    fixes it instead, and is then never printed; nor is any token with NOTIFY_ENV=prod.
 
     Example: notifyctl api --host 0.0.0.0 --port 8000
     """
@@ -323,34 +325,20 @@ def api(
 
     import uvicorn
 
-    from notifyctl.config import Environment
     from notifyctl.logs import configure_logging
-    from notifyctl.render import admin_link, info
+    from notifyctl.render import info, login_lines
     from notifyctl.services.tokens import new_secret
     from web.app import create_app
 
-    given = settings.login_token
-    login = (given.get_secret_value() if given else "") or new_secret()
+    given = settings.login_token.get_secret_value() if settings.login_token else ""
+    login = given or new_secret()
     app = create_app(settings=settings, engine=cli.engine, login_token=login)
     configure_logging(settings)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     base = f"http://{shown}:{port}"
-    # stderr is a log wherever a supervisor runs us: a token is printed only when it was
-    # just made up for a local run (as Jupyter does), never one given or in production.
-    if given and given.get_secret_value():
-        token_line, link_token = (
-            "login token: the one in NOTIFY_LOGIN_TOKEN",
-            "<NOTIFY_LOGIN_TOKEN>",
+    if not child:
+        info(
+            f"REST API on {base}/api/v1  Swagger UI: {base}/docs/\n"
+            f"{login_lines(settings, base, token=login, generated=not given)}"
         )
-    elif settings.env is Environment.prod:
-        token_line = (
-            "login token: not shown in production; set NOTIFY_LOGIN_TOKEN or use API tokens"
-        )
-        link_token = "<NOTIFY_LOGIN_TOKEN>"
-    else:
-        token_line, link_token = f"login token (bearer): {login}", login
-    info(
-        f"REST API on {base}/api/v1  Swagger UI: {base}/docs/\n"
-        f"{admin_link(settings, base, link_token)}\n{token_line}"
-    )
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
