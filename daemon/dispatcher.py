@@ -7,7 +7,7 @@ refused our token, the retry policy and the counters. The worker's senders call
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from daemon import rules
 from daemon.breaker import CircuitBreaker
@@ -46,7 +46,7 @@ class Counters:
     leases_taken_over: int = 0
     dropped: int = 0
     restarts: int = 0
-    activated: list[int] = field(default_factory=list)
+    activated: int = 0  #: mailings activated (a count: the counters are logged whole)
 
 
 class _LazyLog:

@@ -114,7 +114,7 @@ class Housekeeping:
             activated = exc.done
             self._errors.error("activation", "could not activate some mailings", exc)
         for item in activated:
-            self.counters.activated.append(item.mailing_id)
+            self.counters.activated += 1
             self.log.bind(mailing_id=item.mailing_id).info(
                 "mailing activated: {n} messages, {d} waiting for their window",
                 n=item.created,

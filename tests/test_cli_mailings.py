@@ -120,3 +120,16 @@ def test_stats_rejects_an_unknown_status_filter(cli):
     mailing_id = create(cli)
     result = cli("stats", str(mailing_id), "--status", "lost")
     assert (result.exit_code, result.stderr.startswith("error: status:")) == (2, True)
+
+
+def test_filter_lists_over_100_values_or_64_characters_exit_2_naming_the_list(cli):
+    many = [arg for n in range(101) for arg in ("--tag", f"t{n}")]
+    result = cli("mailing", "create", "--text", "x", "--start", "now", "--end", "now+1h", *many)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: filter.tags: has 101 values; at most 100")
+    mailing_id = create(cli, "--operator", "916")
+    result = cli("mailing", "update", str(mailing_id), "--operator", "9" * 65)
+    assert result.exit_code == 2
+    assert "filter.operator_codes" in result.stderr
+    (item,) = json.loads(cli("mailing", "list", "--json").stdout)["items"]
+    assert item["filter"]["operator_codes"] == ["916"]

@@ -69,6 +69,58 @@ def test_filter_codes_are_checked_and_deduplicated(session):
         add_mailing(session, operator_codes=["91"])
 
 
+HUNDRED_TAGS = [f"tag-{n:03d}-" + "x" * 56 for n in range(100)]  # each 64 characters
+
+
+@pytest.mark.parametrize(
+    ("operator_codes", "tags", "field"),
+    [
+        ([], [*HUNDRED_TAGS, "one-more"], "filter.tags"),
+        ([], ["x" * 65], "filter.tags"),
+        ([], ["vip"] * 101, "filter.tags"),  # repeats count: the list is what costs
+        (["916"] * 101, [], "filter.operator_codes"),
+        (["9" * 65], [], "filter.operator_codes"),
+        ([], ["vip"] * 100_000, "filter.tags"),
+    ],
+    ids=["101-tags", "long-tag", "101-repeats", "101-codes", "long-code", "100000-tags"],
+)
+def test_filter_lists_are_bounded_naming_the_list(session, operator_codes, tags, field):
+    with pytest.raises(InvalidInput) as caught:
+        add_mailing(session, operator_codes=operator_codes, tags=tags)
+    assert caught.value.field == field
+    assert len(str(caught.value)) < 200, "the refusal quotes none of the values"
+    session.rollback()
+    assert mailings.list_mailings(session=session).total == 0
+
+
+def test_a_filter_of_100_values_of_64_characters_is_accepted_and_logged_briefly(session):
+    from loguru import logger
+
+    lines: list[str] = []
+    sink = logger.add(lines.append, format="{message}")
+    try:
+        mailing = add_mailing(session, operator_codes=["916"] * 100, tags=HUNDRED_TAGS)
+    finally:
+        logger.remove(sink)
+    assert mailing.tags == sorted(HUNDRED_TAGS)
+    (created,) = [line for line in lines if line.startswith("mailing created")]
+    assert "… 90 more]" in created
+    assert len(created) < 1_200
+
+
+def test_update_refuses_an_unbounded_filter_and_keeps_the_old_one(session):
+    mailing = add_mailing(session, tags=["vip"])
+    with pytest.raises(InvalidInput) as caught:
+        mailings.update_mailing(
+            session=session,
+            mailing_id=mailing.id,
+            mailing_in=MailingUpdate(filter=MailingFilter(tags=[*HUNDRED_TAGS, "x"])),
+        )
+    assert caught.value.field == "filter.tags"
+    session.rollback()
+    assert mailings.get_mailing(session=session, mailing_id=mailing.id).tags == ["vip"]
+
+
 def test_state_follows_the_clock_and_the_user(session):
     later = add_mailing(session, starts_in=timedelta(hours=1))
     assert mailings.mailing_state(later) is MailingState.scheduled

@@ -124,6 +124,10 @@ def test_mailing_lifecycle_and_steering(api):
         ({"send_window": {"start": "9", "end": "21:00"}}, "send_window.start"),
         ({"filter": {"operator_codes": ["91"]}}, "filter.operator_codes"),
         ({"filter": {"colour": ["red"]}}, "filter.colour"),
+        ({"filter": {"tags": [f"t{n}" for n in range(101)]}}, "filter.tags"),
+        ({"filter": {"tags": ["x" * 65]}}, "filter.tags"),
+        ({"filter": {"operator_codes": ["916"] * 101}}, "filter.operator_codes"),
+        ({"filter": {"operator_codes": ["9" * 65]}}, "filter.operator_codes"),
     ],
 )
 def test_invalid_mailing_is_422_naming_the_field(api, change, field):
@@ -132,6 +136,16 @@ def test_invalid_mailing_is_422_naming_the_field(api, change, field):
     assert response.status_code == 422, response.text
     assert response.json()["field"] == field
     assert api.get("/api/v1/mailings").json()["total"] == 0
+
+
+@pytest.mark.clock
+def test_a_change_to_100000_tags_is_422_and_changes_nothing(api):
+    mailing = new_mailing(api, filter={"tags": ["vip"]})
+    path = f"/api/v1/mailings/{mailing['id']}"
+    answer = api.patch(path, json={"filter": {"tags": [f"t{n}" for n in range(100_000)]}})
+    assert (answer.status_code, answer.json()["field"]) == (422, "filter.tags")
+    assert "at most 100" in answer.json()["detail"]
+    assert api.get(path).json()["filter"]["tags"] == ["vip"]
 
 
 def test_unknown_ids_are_404_with_the_error_shape(api):

@@ -99,8 +99,8 @@ def create_mailing(
         "mailing created: starts {start}, ends {end}, operators {ops}, tags {tags}, window {w}",
         start=mailing.start_at.isoformat(),
         end=mailing.end_at.isoformat(),
-        ops=mailing.operator_codes or "any",
-        tags=mailing.tags or "any",
+        ops=_few(mailing.operator_codes),
+        tags=_few(mailing.tags),
         w=f"{mailing.window_start}-{mailing.window_end}" if mailing.window_start else "none",
     )
     return mailing
@@ -108,6 +108,18 @@ def create_mailing(
 
 def _log(mailing: Mailing):
     return logger.bind(mailing_id=mailing.id)
+
+
+LOGGED_VALUES = 10  # values of a filter list a log line names; the rest are counted
+
+
+def _few(values: list[str]) -> str:
+    """A filter list for a log line: "any", or its first values and how many more."""
+    if not values:
+        return "any"
+    shown = ", ".join(repr(v) for v in values[:LOGGED_VALUES])
+    rest = len(values) - LOGGED_VALUES
+    return f"[{shown}, … {rest} more]" if rest > 0 else f"[{shown}]"
 
 
 def _refuse_if_over(mailing: Mailing, action: str) -> MailingState:

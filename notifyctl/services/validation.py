@@ -13,6 +13,10 @@ PHONE = re.compile(r"7[0-9]{10}")
 OPERATOR = re.compile(r"[0-9]{3}")
 MAX_TAG = 64
 MAX_TEXT = 1000
+#: values in one filter list (its tags, its operator codes): what a log line can carry
+MAX_FILTER_VALUES = 100
+#: characters in one filter value (a tag is never longer)
+MAX_FILTER_VALUE = MAX_TAG
 
 
 def normalise_phone(raw: str, *, field: str = "phone") -> str:
@@ -64,7 +68,25 @@ def text(raw: str, *, field: str = "text") -> str:
     return raw
 
 
+def filter_values(values: list[str], *, field: str) -> list[str]:
+    """Bound one filter list: at most MAX_FILTER_VALUES values of MAX_FILTER_VALUE characters.
+
+    Checked before anything else looks at the values, so that a huge list costs no more
+    than its parsing (and its error message quotes none of it).
+    """
+    if len(values) > MAX_FILTER_VALUES:
+        raise InvalidInput(f"has {len(values)} values; at most {MAX_FILTER_VALUES}", field=field)
+    longest = max((len(v.strip()) for v in values), default=0)
+    if longest > MAX_FILTER_VALUE:
+        raise InvalidInput(
+            f"has a value {longest} characters long; at most {MAX_FILTER_VALUE}", field=field
+        )
+    return values
+
+
 def mailing_filter(value: MailingFilter) -> MailingFilter:
+    filter_values(value.operator_codes, field="filter.operator_codes")
+    filter_values(value.tags, field="filter.tags")
     for code in value.operator_codes:
         if not OPERATOR.fullmatch(code):
             raise InvalidInput(
