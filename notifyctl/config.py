@@ -27,7 +27,8 @@ DEMO_SENDER_TOKEN = (
 DEMO_MOCK_SECRET = "notifyctl-demo-secret-do-not-use-in-production"
 #: What every placeholder in .env.example and the deploy examples says ("change-me"); a
 #: value still containing it (in any spelling: CHANGE_ME, changeme) is refused in production.
-PLACEHOLDER = re.compile(r"change[-_ ]?me", re.IGNORECASE)
+#: As a word only: a host named "exchange-metrics" is no placeholder.
+PLACEHOLDER = re.compile(r"(?<![a-z0-9])change[-_ ]?me(?![a-z0-9])", re.IGNORECASE)
 #: The shortest session secret production accepts, in bytes (HMAC-SHA256 keys its size).
 MIN_SECRET_BYTES = 32
 #: The shortest login token production accepts, in characters (ours are 47).

@@ -132,6 +132,13 @@ def test_every_weak_variable_is_named_in_one_line(monkeypatch):
     assert message.endswith("also refused: NOTIFY_SESSION_SECRET, NOTIFY_LOGIN_TOKEN")
 
 
+def test_the_placeholder_is_a_word_not_any_text_containing_it(monkeypatch):
+    for name, strong in STRONG.items():
+        monkeypatch.setenv(name, strong)
+    monkeypatch.setenv("NOTIFY_DATABASE_URL", "postgresql://u:p@exchange-metrics:5432/db")
+    Settings()
+
+
 def test_an_empty_login_token_means_unset_a_random_one_per_start(monkeypatch):
     for name, strong in STRONG.items():
         monkeypatch.setenv(name, strong)
