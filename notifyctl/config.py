@@ -161,6 +161,12 @@ class Settings(BaseSettings):
     #: URI is built from it, never from a request's Host header; unset = no OIDC sign-in
     public_url: str | None = None
 
+    # --- request limits (the REST API and the admin UI) -------------------------------
+    #: bytes a request body may have (JSON, forms); a larger one is refused with 413 unread
+    max_body_bytes: int = Field(1024 * 1024, gt=0)
+    #: bytes a CSV upload to the admin UI's client import may have (spooled to a temp file)
+    max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0)
+
     @field_validator("report_time")
     @classmethod
     def _hh_mm(cls, value: str) -> str:

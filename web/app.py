@@ -7,7 +7,7 @@ from sqlalchemy.engine import Engine
 from notifyctl import __version__
 from notifyctl.config import Settings, get_settings
 from notifyctl.db import current_revision, ensure_schema, make_engine
-from web import errors, metrics, ui
+from web import errors, limits, metrics, ui
 from web.api import clients, mailings, stats
 from web.deps import require_caller
 from web.oidc import OidcVerifier
@@ -46,8 +46,19 @@ def create_app(
     app.state.login_token = login_token
     app.state.oidc = OidcVerifier.from_settings(settings)
     errors.install(app)
+    # First of the middlewares, so the innermost: the request log and metrics see its 413s.
+    limits.install(app, settings)
 
-    api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_caller)])
+    api = APIRouter(
+        prefix=limits.API_PREFIX,
+        dependencies=[Depends(require_caller)],
+        responses={
+            413: {
+                "model": errors.ErrorBody,
+                "description": "The body is larger than `NOTIFY_MAX_BODY_BYTES`",
+            }
+        },
+    )
     for module in (clients, mailings, stats):
         api.include_router(module.router)
     app.include_router(api)

@@ -55,6 +55,9 @@ def require_caller(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Caller:
     """Refuse anonymous callers (401) and unknown or revoked tokens."""
+    known = getattr(request.state, "caller", None)
+    if isinstance(known, Caller):  # web.limits checked the token before the body was read
+        return known
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise _unauthorised("a bearer token is required")
     presented = credentials.credentials
