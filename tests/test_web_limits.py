@@ -2,27 +2,37 @@
 
 The REST API knows its caller before it reads a body; a body over NOTIFY_MAX_BODY_BYTES is
 refused unread when its length is declared and as soon as it passes the limit when it is
-chunked; the admin UI's CSV import has its own, larger limit.
+chunked; the admin UI's CSV import has its own, larger limit and runs off the event loop.
 
 Bodies are streamed to the app in-process: httpx's ASGI transport hands the app one chunk
 each time it asks for one, so a test can count how much of a body was read.
 """
 
 import asyncio
+import inspect
 import re
 import socket
+import threading
 
 import httpx
 import pytest
 import uvicorn
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
 
 from notifyctl.config import Settings
 from notifyctl.models import Client
-from notifyctl.services import tokens
+from notifyctl.services import imports, tokens
 from tests.servers import running
+from web.api import clients as api_clients
+from web.api import mailings as api_mailings
+from web.api import stats as api_stats
 from web.app import create_app
+from web.deps import get_session
+from web.ui import clients as ui_clients
+from web.ui import dashboard as ui_dashboard
+from web.ui import mailings as ui_mailings
 
 LOGIN = "nfy_limits-login-token"
 AUTH = {"Authorization": f"Bearer {LOGIN}"}
@@ -230,3 +240,62 @@ def test_a_form_over_the_body_limit_is_413_and_stores_nothing(browser, engine):
     )
     assert answer.status_code == 413
     assert stored_clients(engine) == 0
+
+
+def test_healthz_answers_while_a_ui_import_is_still_running(browser, engine, monkeypatch):
+    """The import is held after its first batch until /healthz has answered. Had the
+    import run on the event loop, /healthz could only answer after it had finished (the
+    hold gives up after 20 s, so such a failure does not hang)."""
+    after_first_batch, release, import_returned = (threading.Event() for _ in range(3))
+    real_insert, real_import = imports._insert, imports.import_clients
+
+    def insert_then_hold(*args, **kwargs):
+        real_insert(*args, **kwargs)
+        if not after_first_batch.is_set():
+            after_first_batch.set()
+            release.wait(timeout=20)
+
+    def import_clients(**kwargs):
+        try:
+            return real_import(**kwargs)
+        finally:
+            import_returned.set()
+
+    monkeypatch.setattr(imports, "BATCH_SIZE", 10)
+    monkeypatch.setattr(imports, "_insert", insert_then_hold)
+    monkeypatch.setattr(imports, "import_clients", import_clients)
+    answers = {}
+    importer = threading.Thread(target=lambda: answers.update(done=upload(browser, csv_of(30))))
+    importer.start()
+    try:
+        assert after_first_batch.wait(timeout=30)
+        health = browser.get("/healthz")
+        import_was_running = not import_returned.is_set()
+    finally:
+        release.set()
+        importer.join(timeout=60)
+    assert health.status_code == 200
+    assert import_was_running
+    assert 'data-imported="30"' in answers["done"].text
+
+
+def _uses(dependant, call) -> bool:
+    return any(sub.call is call or _uses(sub, call) for sub in dependant.dependencies)
+
+
+@pytest.mark.parametrize(
+    "module",
+    [ui_clients, ui_mailings, ui_dashboard, api_clients, api_mailings, api_stats],
+    ids=lambda module: module.__name__,
+)
+def test_routes_that_use_the_database_are_plain_functions(module):
+    """FastAPI runs a plain ``def`` in its thread pool; an ``async def`` route would do its
+    (blocking) database work on the event loop, and every other request would wait."""
+    on_the_loop = [
+        route.path
+        for route in module.router.routes
+        if isinstance(route, APIRoute)
+        and _uses(route.dependant, get_session)
+        and inspect.iscoroutinefunction(route.endpoint)
+    ]
+    assert on_the_loop == []

@@ -328,7 +328,7 @@ def api(
     from notifyctl.logs import configure_logging
     from notifyctl.render import info, login_lines
     from notifyctl.services.tokens import new_secret
-    from web.app import create_app
+    from web.app import create_app, prepare_to_serve
 
     given = settings.login_token.get_secret_value() if settings.login_token else ""
     login = given or new_secret()
@@ -341,4 +341,5 @@ def api(
             f"REST API on {base}/api/v1  Swagger UI: {base}/docs/\n"
             f"{login_lines(settings, base, token=login, generated=not given)}"
         )
+    prepare_to_serve()
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

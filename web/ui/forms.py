@@ -1,8 +1,11 @@
 """Reading HTML forms and turning service errors into messages next to their fields."""
 
+from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from fastapi import Depends, Request
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
@@ -18,6 +21,24 @@ FIELD_ALIASES = {
     "state": "_form",
     "id": "_form",
 }
+
+
+async def read_form(request: Request) -> AsyncIterator[FormData]:
+    """The posted form, read on the event loop (an upload spooled to a temporary file) and
+    closed after the answer.
+
+    Reading a body needs ``await``; the database work after it must not run on the event
+    loop. With the form as a dependency, a page handler can be a plain ``def``, which
+    FastAPI runs in its thread pool.
+    """
+    form = await request.form()  # the one check_csrf read, when it did
+    try:
+        yield form
+    finally:
+        await form.close()
+
+
+FormDep = Annotated[FormData, Depends(read_form)]
 
 
 class FormErrors(dict[str, str]):

@@ -17,7 +17,7 @@ from notifyctl.models import (
 )
 from notifyctl.services import audience, mailings, stats, validation
 from web.deps import SessionDep
-from web.ui.forms import FormErrors, local_datetime, text, words
+from web.ui.forms import FormDep, FormErrors, local_datetime, text, words
 from web.ui.templating import is_htmx, render
 
 router = APIRouter(prefix="/mailings")
@@ -86,8 +86,7 @@ def new_form(request: Request) -> HTMLResponse:
 
 
 @router.post("/new")
-async def create(request: Request, session: SessionDep) -> Response:
-    form = await request.form()
+def create(request: Request, session: SessionDep, form: FormDep) -> Response:
     errors = FormErrors()
     values = _read(form, errors)
     if not errors:
@@ -101,9 +100,8 @@ async def create(request: Request, session: SessionDep) -> Response:
 
 
 @router.post("/audience", name="ui_audience")
-async def audience_preview(request: Request, session: SessionDep) -> HTMLResponse:
+def audience_preview(request: Request, session: SessionDep, form: FormDep) -> HTMLResponse:
     """How many clients the filter being typed matches (an HTMX fragment)."""
-    form = await request.form()
     try:
         filter_ = validation.mailing_filter(
             MailingFilter(operator_codes=words(form, "operator_codes"), tags=words(form, "tags"))
@@ -151,9 +149,8 @@ def edit_form(request: Request, session: SessionDep, mailing_id: int) -> HTMLRes
 
 
 @router.post("/{mailing_id}/edit")
-async def edit(request: Request, session: SessionDep, mailing_id: int) -> Response:
+def edit(request: Request, session: SessionDep, mailing_id: int, form: FormDep) -> Response:
     mailing = mailings.get_mailing(session=session, mailing_id=mailing_id)
-    form = await request.form()
     errors = FormErrors()
     values = _read(form, errors)
     if not errors:
