@@ -249,7 +249,8 @@ def weak_settings(settings: Settings) -> list[tuple[str, str]]:
     Any value still holding the placeholder of .env.example or equal to a demo value of
     the code; an empty sender token; a session secret unset or shorter than
     ``MIN_SECRET_BYTES``; a login token shorter than ``MIN_LOGIN_TOKEN_CHARS`` (unset is
-    fine: a random one per start). One reason per variable, the most telling first.
+    fine: a random one per start); a provider configured without ``NOTIFY_PUBLIC_URL``.
+    One reason per variable, the most telling first.
     """
     problems: dict[str, str] = {}
     for name in Settings.model_fields:
@@ -276,6 +277,12 @@ def weak_settings(settings: Settings) -> list[tuple[str, str]]:
             "NOTIFY_LOGIN_TOKEN",
             f"it is shorter than {MIN_LOGIN_TOKEN_CHARS} characters "
             "(or leave it unset: a random one per start)",
+        )
+    if settings.oidc_issuer and not settings.public_url:
+        problems.setdefault(
+            "NOTIFY_PUBLIC_URL",
+            "it is unset while NOTIFY_OIDC_ISSUER is set; the provider's redirect needs "
+            "the address users open (e.g. https://notify.example.com)",
         )
     return list(problems.items())
 

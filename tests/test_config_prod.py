@@ -132,6 +132,20 @@ def test_every_weak_variable_is_named_in_one_line(monkeypatch):
     assert message.endswith("also refused: NOTIFY_SESSION_SECRET, NOTIFY_LOGIN_TOKEN")
 
 
+def test_production_refuses_a_provider_without_a_public_url():
+    strong = {
+        "env": "prod",
+        "sender_token": "a-real-sender-token-from-the-sending-api",
+        "session_secret": "s" * 32,
+        "oidc_issuer": "https://id.example.com",
+        "oidc_client_id": "notifyctl",
+    }
+    with pytest.raises(ValidationError) as caught:
+        Settings(**strong)
+    assert caught.value.errors()[0]["msg"].startswith("NOTIFY_ENV=prod refuses NOTIFY_PUBLIC_URL")
+    assert weak_settings(Settings(**strong, public_url="https://notify.example.com")) == []
+
+
 def test_the_placeholder_is_a_word_not_any_text_containing_it(monkeypatch):
     for name, strong in STRONG.items():
         monkeypatch.setenv(name, strong)
