@@ -2,6 +2,9 @@
 
 Inside the program every datetime is timezone-aware UTC. A datetime typed without an
 offset is read in the default timezone (``NOTIFY_DEFAULT_TIMEZONE``, UTC unless set).
+A caller's time must fall within ``EARLIEST``..``LATEST``: far enough inside the years
+1-9999 that Python's ``datetime`` can hold for it to be shown in any timezone and moved
+by a send window's days without leaving that range.
 """
 
 import re
@@ -11,9 +14,13 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from notifyctl.errors import InvalidInput
 
-_RELATIVE = re.compile(r"^now\s*(?:(?P<sign>[+-])\s*(?P<n>\d+)\s*(?P<unit>[smhd]))?$")
+# ASCII digits only: \d takes any script's digits.
+_RELATIVE = re.compile(r"^now\s*(?:(?P<sign>[+-])\s*(?P<n>[0-9]+)\s*(?P<unit>[smhd]))?$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-_HHMM = re.compile(r"^(?P<h>[01]?\d|2[0-3]):(?P<m>[0-5]\d)$")
+_HHMM = re.compile(r"^(?P<h>[01]?[0-9]|2[0-3]):(?P<m>[0-5][0-9])$")
+#: The earliest and latest times a caller may give (a mailing's start and end).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9998, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 #: Names in the zone database that are no place's time: the host's own clock, a placeholder.
 NOT_ZONES = frozenset({"localtime", "factory", "posixrules"})
 
@@ -38,11 +45,25 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def as_utc(value: datetime, *, default_tz: str = "UTC") -> datetime:
-    """Return ``value`` in UTC; a naive value is read in ``default_tz``."""
+def as_utc(value: datetime, *, field: str, default_tz: str = "UTC") -> datetime:
+    """Return ``value`` in UTC; a naive value is read in ``default_tz``.
+
+    Raises InvalidInput naming ``field`` for a time outside ``EARLIEST``..``LATEST``
+    (among them those, like 0001-01-01T00:00+05:00, that have no UTC time at all).
+    """
     if value.tzinfo is None:
         value = value.replace(tzinfo=ZoneInfo(default_tz))
-    return value.astimezone(UTC)
+    try:
+        moment = value.astimezone(UTC)
+    except OverflowError:
+        moment = None
+    if moment is None or not EARLIEST <= moment <= LATEST:
+        raise InvalidInput(
+            f"{value.isoformat()} is out of range: give a time between "
+            f"{EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)",
+            field=field,
+        )
+    return moment
 
 
 def parse_datetime(text: str, *, field: str, default_tz: str = "UTC") -> datetime:
@@ -52,9 +73,12 @@ def parse_datetime(text: str, *, field: str, default_tz: str = "UTC") -> datetim
     if match:
         moment = utcnow().replace(microsecond=0)
         if match["n"]:
-            delta = timedelta(**{_UNITS[match["unit"]]: int(match["n"])})
-            moment = moment + delta if match["sign"] == "+" else moment - delta
-        return moment
+            try:
+                delta = timedelta(**{_UNITS[match["unit"]]: int(match["n"])})
+                moment = moment + delta if match["sign"] == "+" else moment - delta
+            except (OverflowError, ValueError):  # (ValueError: more digits than int() takes)
+                raise InvalidInput(f"{text!r} is too far from now", field=field) from None
+        return as_utc(moment, field=field)
     try:
         parsed = datetime.fromisoformat(cleaned.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -62,7 +86,7 @@ def parse_datetime(text: str, *, field: str, default_tz: str = "UTC") -> datetim
             f"{text!r} is not an ISO-8601 datetime such as 2026-12-01T09:00+03:00 (or now+10m)",
             field=field,
         ) from None
-    return as_utc(parsed, default_tz=default_tz)
+    return as_utc(parsed, field=field, default_tz=default_tz)
 
 
 def parse_hhmm(text: str, *, field: str) -> time:

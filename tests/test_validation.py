@@ -112,3 +112,35 @@ def test_a_timezone_must_be_a_place_in_the_zone_database(raw):
 def test_an_operator_code_is_three_ascii_digits():
     with pytest.raises(InvalidInput):
         validation.operator_code(chr(0x0669) * 3, phone="79161234567")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "0001-01-01T00:00:00+05:00",  # no UTC time: before year 1
+        "9999-12-31T23:59:59-05:00",  # no UTC time: after year 9999
+        "0001-01-01T00:00:00Z",
+        "1969-12-31T23:59:59Z",
+        "9999-12-31T23:59:59Z",
+        "now+99999999999d",  # beyond what a timedelta holds
+        "now-3000000d",
+        "now+" + "9" * 5000 + "s",  # more digits than int() takes
+    ],
+)
+def test_a_time_out_of_range_names_its_field(raw):
+    with pytest.raises(InvalidInput) as caught:
+        parse_datetime(raw, field="start")
+    assert caught.value.field == "start"
+
+
+def test_the_range_of_times_reaches_from_1970_to_9998():
+    assert parse_datetime("1970-01-01T00:00Z", field="start") == datetime(1970, 1, 1, tzinfo=UTC)
+    latest = parse_datetime("9998-12-31T23:59:59+00:00", field="end")
+    assert latest.year == 9998
+
+
+def test_times_take_ascii_digits_only():
+    with pytest.raises(InvalidInput):
+        parse_datetime("now+" + chr(0x0663) + "d", field="start")
+    with pytest.raises(InvalidInput):
+        validation.parse_window(chr(0x0660) + "9:00-21:00")

@@ -3,13 +3,14 @@
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from notifyctl.errors import InvalidInput, NotifyError
+from notifyctl.services import validation
 
 #: Service field names (as the REST API reports them) -> the form control that shows them.
 FIELD_ALIASES = {
@@ -66,7 +67,10 @@ def words(form: FormData, name: str) -> list[str]:
 
 
 def local_datetime(form: FormData, name: str, zone: str) -> datetime:
-    """A ``datetime-local`` value read in ``zone``; raises InvalidInput naming the field."""
+    """A ``datetime-local`` value read in ``zone``; raises InvalidInput naming the field.
+
+    Whether the time is in range is the service's check (it names the field too).
+    """
     raw = text(form, name)
     if not raw:
         raise InvalidInput("is required", field=name)
@@ -76,7 +80,4 @@ def local_datetime(form: FormData, name: str, zone: str) -> datetime:
         raise InvalidInput(f"{raw!r} is not a date and time", field=name) from None
     if naive.tzinfo is not None:
         return naive
-    try:
-        return naive.replace(tzinfo=ZoneInfo(zone))
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(f"{zone!r} is not an IANA timezone", field="zone") from None
+    return naive.replace(tzinfo=ZoneInfo(validation.timezone(zone, field="zone")))

@@ -1,0 +1,39 @@
+"""Wrong input on the command line is exit 2 and one line on stderr naming the field,
+never a traceback (issue 14, item 3), on SQLite and PostgreSQL.
+
+A byte that is not UTF-8 in an argument reaches Python as a lone surrogate ("\\udcff").
+"""
+
+import json
+
+import pytest
+
+
+def one_line_error(result, field: str) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert result.stderr.startswith(f"error: {field}:"), result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("option", "moment"),
+    [
+        ("--start", "0001-01-01T00:00:00+05:00"),
+        ("--end", "9999-12-31T23:59:59-05:00"),
+        ("--end", "9999-12-31T23:59:59Z"),
+        ("--start", "1969-07-20T20:17:00Z"),
+        ("--end", "now+99999999999d"),
+        ("--start", "now-99999999999d"),
+    ],
+)
+def test_a_time_out_of_range_is_exit_2_naming_it(cli, option, moment):
+    times = {"--start": "now", "--end": "now+1h"} | {option: moment}
+    result = cli(
+        "mailing", "create", "--text", "x", *(part for pair in times.items() for part in pair)
+    )
+    one_line_error(result, option.removeprefix("--"))
+    created = cli("mailing", "create", "--text", "x", "--start", "now", "--end", "now+1h")
+    mailing_id = created.stdout.strip()
+    one_line_error(cli("mailing", "update", mailing_id, option, moment), option.removeprefix("--"))
+    assert json.loads(cli("mailing", "list", "--json").stdout)["total"] == 1
