@@ -144,3 +144,18 @@ def test_times_take_ascii_digits_only():
         parse_datetime("now+" + chr(0x0663) + "d", field="start")
     with pytest.raises(InvalidInput):
         validation.parse_window(chr(0x0660) + "9:00-21:00")
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"), [("a\x00b", "NUL"), ("a\ud800b", "surrogate"), ("\udcff", "surrogate")]
+)
+@pytest.mark.parametrize("rule", [validation.text, validation.tag])
+def test_text_no_database_can_hold_is_refused_naming_the_field(rule, raw, problem):
+    with pytest.raises(InvalidInput) as caught:
+        rule(raw, field="where")
+    assert (caught.value.field, problem in caught.value.message) == ("where", True)
+
+
+def test_any_other_text_is_storable():
+    text = "Ünïcödé ✓ 日本語 \t\n 🎉 \x7f \ufffd"
+    assert validation.storable(text, field="text") == validation.text(text) == text

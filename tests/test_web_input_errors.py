@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import select
 
 from notifyctl.config import Settings
-from notifyctl.models import Mailing
-from tests.factories import add_mailing
+from notifyctl.models import Client, Mailing
+from tests.factories import add_clients, add_mailing
 from web.app import create_app
 
 LOGIN = "nfy_input-errors-login-token"
@@ -178,3 +178,140 @@ def _any_time_is_a_mailing_or_a_422(api, moment: datetime, field: str) -> None:
 
 def test_any_time_of_the_calendar_is_a_mailing_or_a_422(api):
     _any_time_is_a_mailing_or_a_422(api)
+
+
+# --- text ----------------------------------------------------------------------------
+
+NUL, SURROGATE = "a\x00b", "a\ud800b"
+
+
+def _client_id(api) -> int:
+    return api.post("/api/v1/clients", json={"phone": "79160000001"}).json()["id"]
+
+
+def _mailing_id(api) -> int:
+    return api.post("/api/v1/mailings", json=mailing()).json()["id"]
+
+
+#: (method, path or a function making the object and returning its id, body with a
+#: text in one field, the field)
+CREATES = [
+    ("POST", "/api/v1/clients", lambda t: {"phone": "79161234567", "tag": t}, "tag"),
+    ("POST", "/api/v1/mailings", lambda t: mailing(text=t), "text"),
+    ("POST", "/api/v1/mailings", lambda t: mailing(filter={"tags": ["vip", t]}), "filter.tags"),
+]
+TEXT_CASES = [
+    *CREATES,
+    ("POST", "/api/v1/clients", lambda t: {"phone": t}, "phone"),
+    ("POST", "/api/v1/clients", lambda t: {"phone": "79161234567", "timezone": t}, "timezone"),
+    (
+        "POST",
+        "/api/v1/clients",
+        lambda t: {"phone": "79161234567", "operator_code": t},
+        "operator_code",
+    ),
+    ("PATCH", _client_id, lambda t: {"tag": t}, "tag"),
+    (
+        "POST",
+        "/api/v1/mailings",
+        lambda t: mailing(filter={"operator_codes": [t]}),
+        "filter.operator_codes",
+    ),
+    (
+        "POST",
+        "/api/v1/mailings",
+        lambda t: mailing(send_window={"start": t, "end": "21:00"}),
+        "send_window.start",
+    ),
+    ("PATCH", _mailing_id, lambda t: {"text": t}, "text"),
+]
+
+
+@pytest.mark.parametrize("hostile", [NUL, SURROGATE], ids=["nul", "lone-surrogate"])
+@pytest.mark.parametrize(
+    ("method", "where", "body", "field"), TEXT_CASES, ids=[f"{c[0]}-{c[3]}" for c in TEXT_CASES]
+)
+def test_a_nul_or_lone_surrogate_is_422_naming_the_field(api, method, where, body, field, hostile):
+    if callable(where):
+        where = f"/api/v1/{'clients' if where is _client_id else 'mailings'}/{where(api)}"
+    before = api.get("/api/v1/clients").json(), api.get("/api/v1/mailings").json()
+    answer = send_json(api, method, where, body(hostile))
+    assert (answer.status_code, answer.json()["field"]) == (422, field), answer.text
+    assert (api.get("/api/v1/clients").json(), api.get("/api/v1/mailings").json()) == before
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/v1/clients?tag=a%00b", "tag"),
+        ("/api/v1/clients?operator_code=%00", "operator_code"),
+        ("/api/v1/clients?phone=7%00", None),  # a prefix keeps only its digits: no fault
+        ("/api/v1/mailings/1/messages?status=%00", "status"),
+        ("/api/v1/mailings/1/stats?status=%00", "status"),
+    ],
+)
+def test_a_nul_in_a_query_is_a_422_or_harmless(api, path, field):
+    _mailing_id(api)
+    answer = api.get(path)
+    if field is None:
+        assert answer.status_code == 200
+    else:
+        assert (answer.status_code, answer.json()["field"]) == (422, field), answer.text
+
+
+def test_a_field_named_with_a_lone_surrogate_is_422(api):
+    answer = send_json(api, "POST", "/api/v1/mailings", mailing(filter={"\ud800": []}))
+    assert (answer.status_code, answer.json()["field"]) == (422, "filter")
+
+
+def test_a_nul_in_an_admin_form_is_shown_next_to_its_field(browser, session):
+    csrf = csrf_of(browser.get("/admin/clients/new").text)
+    form = {"csrf_token": csrf, "phone": "79161234567", "tag": NUL}
+    answer = browser.post("/admin/clients/new", data=form)
+    assert answer.status_code == 422
+    assert "NUL" in field_errors(answer.text)["tag"]
+    csrf = csrf_of(browser.get("/admin/mailings/new").text)
+    now = datetime.now(UTC)
+    form = {
+        "csrf_token": csrf,
+        "text": NUL,
+        "start_at": now.strftime("%Y-%m-%dT%H:%M"),
+        "end_at": (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
+        "zone": "UTC",
+    }
+    answer = browser.post("/admin/mailings/new", data=form)
+    assert answer.status_code == 422
+    assert "NUL" in field_errors(answer.text)["text"]
+    assert session.exec(select(Client)).all() == session.exec(select(Mailing)).all() == []
+    searched = browser.get("/admin/clients", params={"tag": NUL})
+    assert searched.status_code == 422
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    case=st.sampled_from(CREATES),
+    text=st.tuples(
+        st.text(max_size=10), st.sampled_from(["", "\x00", "\ud800", "\udfff"]), st.integers(0, 10)
+    ).map(lambda parts: parts[0][: parts[2]] + parts[1] + parts[0][parts[2] :]),
+)
+def _any_text_is_stored_or_a_422(api, case, text: str) -> None:
+    _, where, body, field = case
+    answer = send_json(api, "POST", where, body(text))
+    assert answer.status_code in (201, 422), (text, answer.text)
+    if answer.status_code == 201:
+        assert api.delete(f"{where}/{answer.json()['id']}").status_code == 204
+    else:
+        assert answer.json()["field"] == field
+
+
+def test_any_text_in_a_field_is_stored_or_a_422(api):
+    _any_text_is_stored_or_a_422(api)
+
+
+def test_add_clients_and_mailings_still_work_beside_these_refusals(api, session):
+    """(The rules above refuse only what they name.)"""
+    add_clients(session, 2, tag="vip")
+    mailing = add_mailing(session, text="Ünïcödé ✓ 日本語 \t\n emoji 🎉", tags=["vip"])
+    shown = api.get(f"/api/v1/mailings/{mailing.id}").json()
+    assert shown["text"] == "Ünïcödé ✓ 日本語 \t\n emoji 🎉"
+    assert api.get("/api/v1/clients", params={"tag": "vip"}).json()["total"] == 2

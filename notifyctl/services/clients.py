@@ -101,9 +101,10 @@ def list_clients(
     """One page of clients in id order, filtered by exact tag, operator code or phone prefix."""
     conditions = []
     if tag is not None:
-        conditions.append(Client.tag == tag)
+        conditions.append(Client.tag == validation.storable(tag, field="tag"))
     if operator_code is not None:
-        conditions.append(Client.operator_code == operator_code)
+        code = validation.storable(operator_code, field="operator_code")
+        conditions.append(Client.operator_code == code)
     if phone:
         digits = "".join(ch for ch in phone if ch.isdigit())
         conditions.append(Client.phone.startswith(digits))

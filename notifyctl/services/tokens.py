@@ -9,10 +9,11 @@ from sqlmodel import Session
 
 from notifyctl.errors import Conflict, InvalidInput, NotFound
 from notifyctl.models import ApiToken
+from notifyctl.services import validation
 from notifyctl.timeutil import utcnow
 
 PREFIX = "nfy_"  # makes a leaked token easy to recognise (and to scan for)
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # (fullmatch: "$" lets a "\n" end it)
 
 
 def hash_token(token: str) -> str:
@@ -26,7 +27,7 @@ def new_secret() -> str:
 
 def create_token(*, session: Session, name: str) -> tuple[ApiToken, str]:
     """Store a new token under ``name``; returns it with the plain token (shown only now)."""
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise InvalidInput(
             "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
             field="name",
@@ -45,6 +46,7 @@ def list_tokens(*, session: Session) -> list[ApiToken]:
 
 
 def revoke_token(*, session: Session, name: str) -> ApiToken:
+    validation.storable(name, field="name")
     token = session.execute(sa.select(ApiToken).where(ApiToken.name == name)).scalar_one_or_none()
     if token is None:
         raise NotFound(f"no token named {name!r}", field="name")

@@ -45,8 +45,25 @@ def operator_code(raw: str | None, *, phone: str, field: str = "operator_code") 
     return code
 
 
+def storable(raw: str, *, field: str) -> str:
+    """Refuse text that no database can hold: a NUL character (PostgreSQL refuses it in
+    text), or a lone surrogate (JSON's ``"\\ud800"``, or bytes that are not UTF-8 in a
+    command-line argument) that has no UTF-8 form."""
+    if "\x00" in raw:
+        raise InvalidInput(f"has a NUL character at position {raw.index(chr(0))}", field=field)
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(
+            f"has {raw[exc.start]!r} at position {exc.start}, which is no character "
+            "(a lone surrogate, or bytes that are not UTF-8)",
+            field=field,
+        ) from None
+    return raw
+
+
 def tag(raw: str | None, *, field: str = "tag") -> str:
-    value = (raw or "").strip()
+    value = storable((raw or "").strip(), field=field)
     if len(value) > MAX_TAG:
         raise InvalidInput(f"is {len(value)} characters long; at most {MAX_TAG}", field=field)
     return value
@@ -65,7 +82,7 @@ def text(raw: str, *, field: str = "text") -> str:
         raise InvalidInput("must not be empty", field=field)
     if len(raw) > MAX_TEXT:
         raise InvalidInput(f"is {len(raw)} characters long; at most {MAX_TEXT}", field=field)
-    return raw
+    return storable(raw, field=field)
 
 
 def filter_values(values: list[str], *, field: str) -> list[str]:
