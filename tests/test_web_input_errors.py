@@ -315,3 +315,24 @@ def test_add_clients_and_mailings_still_work_beside_these_refusals(api, session)
     shown = api.get(f"/api/v1/mailings/{mailing.id}").json()
     assert shown["text"] == "Ünïcödé ✓ 日本語 \t\n emoji 🎉"
     assert api.get("/api/v1/clients", params={"tag": "vip"}).json()["total"] == 2
+
+
+# --- tokens --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", ["é", "nfy_\u00e9\u00e9", "\u2603"])
+def test_a_non_ascii_login_token_is_refused(app, token):
+    with TestClient(app, raise_server_exceptions=False) as visitor:
+        answer = visitor.get("/admin/login", params={"token": token})
+        assert answer.status_code == 401
+        assert visitor.get("/admin/", follow_redirects=False).status_code == 303
+
+
+@pytest.mark.parametrize("sent", ["é", "ü" * 43])
+def test_a_non_ascii_csrf_token_is_refused_and_changes_nothing(browser, session, sent):
+    form = {"csrf_token": sent, "phone": "79161234567"}
+    assert browser.post("/admin/clients/new", data=form).status_code == 403
+    header = {"X-CSRF-Token": sent.encode()}  # (read back as Latin-1: non-ASCII all the same)
+    answer = browser.post("/admin/clients/new", data={"phone": "79161234567"}, headers=header)
+    assert answer.status_code == 403
+    assert session.exec(select(Client)).all() == []

@@ -94,6 +94,14 @@ def csrf_token(request: Request) -> str:
     return token
 
 
+def same_secret(given: str, expected: str) -> bool:
+    """Compare in constant time, as bytes: ``compare_digest`` raises TypeError for a str
+    with a non-ASCII character, which made a 500 of a token like "é"."""
+    return secrets.compare_digest(
+        given.encode(errors="surrogatepass"), expected.encode(errors="surrogatepass")
+    )
+
+
 async def check_csrf(request: Request) -> None:
     """Refuse a state-changing request whose CSRF token is not the session's."""
     if request.method in SAFE_METHODS:
@@ -102,7 +110,7 @@ async def check_csrf(request: Request) -> None:
     if sent is None:
         sent = (await request.form()).get("csrf_token")
     expected = request.session.get("csrf")
-    if not (expected and isinstance(sent, str) and secrets.compare_digest(sent, expected)):
+    if not (expected and isinstance(sent, str) and same_secret(sent, expected)):
         logger.warning("refused a form without a valid CSRF token: {path}", path=request.url.path)
         raise CsrfRefused
 
@@ -139,7 +147,7 @@ def login(request: Request, token: str | None = None, next: str | None = None) -
     login_token = request.app.state.login_token
     error = None
     if token is not None:
-        if oauth is None and login_token and secrets.compare_digest(token, login_token):
+        if oauth is None and login_token and same_secret(token, login_token):
             _start_session(request, "admin (login link)")
             return RedirectResponse(_safe_next(next), 303)
         error = "That login link is not valid. The server prints a new one each time it starts."
