@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
 from mock.auth import DEMO_SECRET, TokenChecker
 from mock.faults import FaultPlan, Faults, Outcome
@@ -53,6 +55,20 @@ def create_app(
     )
     state = MockState(plan=FaultPlan(faults, seed=seed), checker=TokenChecker(secret))
     app.state.mock = state
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 naming each field, without the value given: NaN, infinity or a lone
+        surrogate have no JSON form, and echoing them made a 500 of a 422."""
+        problems = [
+            {
+                "loc": [_printable(part) for part in problem.get("loc", ())],
+                "msg": _printable(problem.get("msg", "invalid")),
+                "type": problem.get("type", "value_error"),
+            }
+            for problem in exc.errors()
+        ]
+        return JSONResponse({"detail": problems}, 422)
 
     def authorise(authorization: str | None) -> None:
         reason = state.checker.check(authorization, now=time.time())
@@ -159,7 +175,16 @@ def _parse_body(raw: bytes, msg_id: int) -> tuple[int, str]:
         raise HTTPException(400, "phone must be an integer 7XXXXXXXXXX")
     if not isinstance(text, str) or not text:
         raise HTTPException(400, "text must be a non-empty string")
+    if _printable(text) != text:  # JSON's "\ud800": no text, and no JSON answer could show it
+        raise HTTPException(400, "text must be Unicode text (it has a lone surrogate)")
     return phone, text
+
+
+def _printable(part: object) -> str | int:
+    """A location part or message as JSON can carry it: a lone surrogate is escaped."""
+    if isinstance(part, int):
+        return part
+    return str(part).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 async def _drop(request: Request) -> None:

@@ -5,7 +5,7 @@ import time
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Outcome(StrEnum):
@@ -15,17 +15,30 @@ class Outcome(StrEnum):
     drop = "drop"  #: the connection closes without an answer
 
 
+HOUR_MS = 3_600_000.0  # the longest delay: an answer later than that is a drop
+YEAR_SECONDS = 366 * 86_400.0  # the longest outage
+MAX_RATE = 1e9  # requests/s: beyond any load, and a bucket that float maths keeps exact
+
+
 class Faults(BaseModel):
-    """Fault settings as ``GET``/``PUT /v1/_faults`` show and take them (PUT: any subset)."""
+    """Fault settings as ``GET``/``PUT /v1/_faults`` show and take them (PUT: any subset).
 
-    model_config = ConfigDict(extra="forbid")
+    Every number is finite and bounded (NaN and infinity are refused, as JSON cannot show
+    them and a sleep cannot end on them), and ``outage_at`` has a UTC time.
+    """
 
-    latency_ms: float = Field(0.0, ge=0, description="fixed delay before answering")
-    jitter_ms: float = Field(0.0, ge=0, description="extra random delay, uniform in 0..jitter")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    latency_ms: float = Field(0.0, ge=0, le=HOUR_MS, description="fixed delay before answering")
+    jitter_ms: float = Field(
+        0.0, ge=0, le=HOUR_MS, description="extra random delay, uniform in 0..jitter"
+    )
     error_rate: float = Field(0.0, ge=0, le=1, description="share answered 500/502/503")
     garbage_rate: float = Field(0.0, ge=0, le=1, description="share answered 200 with a bad body")
     drop_rate: float = Field(0.0, ge=0, le=1, description="share whose connection is dropped")
-    rate_limit: float | None = Field(None, gt=0, description="requests/s above which 429 comes")
+    rate_limit: float | None = Field(
+        None, gt=0, le=MAX_RATE, description="requests/s above which 429 comes"
+    )
     retry_after: float = Field(
         1.0, ge=0, le=86_400, description="seconds in the Retry-After header of a 429"
     )
@@ -33,9 +46,23 @@ class Faults(BaseModel):
         0, ge=0, le=64 * 1024 * 1024, description="padding added to the body of 5xx/429 answers"
     )
     outage_seconds: float | None = Field(
-        None, ge=0, description="refuse everything (503) for this long from outage_at / now"
+        None,
+        ge=0,
+        le=YEAR_SECONDS,
+        description="refuse everything (503) for this long from outage_at / now",
     )
     outage_at: datetime | None = Field(None, description="start of the outage (default: now)")
+
+    @field_validator("outage_at")
+    @classmethod
+    def _has_a_utc_time(cls, value: datetime | None) -> datetime | None:
+        """0001-01-01T00:00+05:00 is a datetime with no UTC time (nor a timestamp)."""
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)  # (a naive value is read in local time, as before)
+        except (OverflowError, ValueError):
+            raise ValueError("has no UTC time: it lies beyond the years 1-9999") from None
 
 
 class FaultPlan:

@@ -52,3 +52,32 @@ def test_text_that_is_not_utf8_is_exit_2_naming_the_field(cli, hostile):
 
 def test_a_token_name_cannot_end_in_a_newline(cli):
     one_line_error(cli("token", "create", "script\n"), "name")
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--error-rate", "nan"),
+        ("--error-rate", "inf"),
+        ("--error-rate", "-0.1"),
+        ("--drop-rate", "1.5"),
+        ("--latency-ms", "inf"),
+        ("--latency-ms", "nan"),
+        ("--jitter-ms", "1e300"),
+        ("--rate-limit", "inf"),
+        ("--outage-seconds", "inf"),
+        ("--outage-at", "0001-01-01T00:00:00+05:00"),
+    ],
+)
+def test_mock_faults_out_of_bounds_are_exit_2(option, value, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mock import server
+    from notifyctl.cli import app
+
+    def serve(**kwargs):  # (accepted: the mock would serve forever)
+        raise AssertionError(f"the mock started with {kwargs['faults']}")
+
+    monkeypatch.setattr(server, "serve", serve)
+    result = CliRunner().invoke(app, ["mock", option, value])
+    one_line_error(result, option)

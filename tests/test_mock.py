@@ -14,6 +14,7 @@ from notifyctl.config import DEMO_SENDER_TOKEN
 from tests.servers import running
 
 AUTH = {"Authorization": f"Bearer {demo_token()}"}
+JSON_TYPE = "application/json"
 
 
 def sign(claims: dict, secret: str) -> str:
@@ -266,3 +267,35 @@ def test_an_id_beyond_64_bits_is_a_400(client):
     huge = 2**64
     response = client.post(f"/v1/send/{huge}", json=body(huge), headers=AUTH)
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"error_rate": NaN}',
+        b'{"latency_ms": NaN}',
+        b'{"latency_ms": Infinity}',
+        b'{"jitter_ms": 1e300}',
+        b'{"rate_limit": Infinity}',
+        b'{"retry_after": -Infinity}',
+        b'{"outage_seconds": 1e300}',
+        b'{"drop_rate": -0.5}',
+        b'{"garbage_rate": 2}',
+        b'{"outage_at": "0001-01-01T00:00:00+05:00", "outage_seconds": 5}',
+        b'{"outage_at": "9999-12-31T23:59:59-05:00", "outage_seconds": 5}',
+        b'{"\\ud800": 1}',
+    ],
+)
+def test_faults_that_are_no_numbers_or_out_of_bounds_are_a_422(client, raw):
+    before = client.get("/v1/_faults", headers=AUTH).json()
+    answer = client.put("/v1/_faults", content=raw, headers=AUTH | {"Content-Type": JSON_TYPE})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"][0]["loc"][0] == "body"
+    assert client.get("/v1/_faults", headers=AUTH).json() == before
+
+
+def test_a_text_with_a_lone_surrogate_is_a_400_and_the_log_stays_readable(client):
+    raw = b'{"id": 1, "phone": 79161234567, "text": "a\\ud800"}'
+    answer = client.post("/v1/send/1", content=raw, headers=AUTH)
+    assert (answer.status_code, "surrogate" in answer.json()["detail"]) == (400, True)
+    assert client.get("/v1/_received", headers=AUTH).status_code == 200
