@@ -10,10 +10,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlmodel import Session
 
-from notifyctl.errors import StorageError
+from notifyctl.errors import DataRefused, StorageError
 
 #: The newest migration; ``tests/test_migrations.py`` checks it against the scripts.
 HEAD_REVISION = "0005"
@@ -208,6 +208,9 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         try:
             yield session
             session.commit()
+        except DataError as exc:
+            session.rollback()
+            raise DataRefused(_describe(engine, exc)) from exc
         except (OperationalError, DBAPIError) as exc:
             session.rollback()
             raise StorageError(_describe(engine, exc)) from exc

@@ -8,7 +8,12 @@ stderr, the REST API to an HTTP status with the field named.
     ├── NotFound         unknown id                              CLI exit 3, HTTP 404
     ├── Conflict         clashes with the stored state           CLI exit 4, HTTP 409
     ├── StorageError     the database is unreachable or unusable CLI exit 5, HTTP 503
+    │   └── DataRefused  the database refused a value as data    CLI exit 2, HTTP 422
     └── Unavailable      another outside service failed (SMTP)   CLI exit 6, HTTP 502
+
+A StorageError's message names the database (its URL without the password) for the
+operator, on the command line and in the log; the REST API and the admin UI answer with
+a generic message instead and log the detail under the request id.
 """
 
 
@@ -48,6 +53,13 @@ class StorageError(NotifyError):
     """The database cannot be reached or has the wrong schema."""
 
     exit_code = 5
+
+
+class DataRefused(StorageError):
+    """A value the database would not store (a NUL in text on PostgreSQL, a number out of
+    its range) that no field check caught: the caller's input, not the database's state."""
+
+    exit_code = 2
 
 
 class Unavailable(NotifyError):

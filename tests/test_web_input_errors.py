@@ -17,6 +17,7 @@ from sqlmodel import select
 from notifyctl.config import Settings
 from notifyctl.models import Client, Mailing
 from tests.factories import add_clients, add_mailing
+from tests.servers import free_port
 from web.app import create_app
 
 LOGIN = "nfy_input-errors-login-token"
@@ -336,3 +337,52 @@ def test_a_non_ascii_csrf_token_is_refused_and_changes_nothing(browser, session,
     answer = browser.post("/admin/clients/new", data={"phone": "79161234567"}, headers=header)
     assert answer.status_code == 403
     assert session.exec(select(Client)).all() == []
+
+
+# --- database failures ---------------------------------------------------------------
+
+
+@pytest.fixture
+def unreachable():
+    """An API whose PostgreSQL is not there (nobody listens on its port), and that port."""
+    from notifyctl.db import make_engine
+
+    port = free_port()
+    url = f"postgresql+psycopg://ghost_user:ghost_pw@127.0.0.1:{port}/ghost_db"
+    engine = make_engine(url)
+    yield create_app(settings=Settings(database_url=url), engine=engine, login_token=LOGIN), port
+    engine.dispose()
+
+
+def test_a_database_failure_names_no_database_and_is_logged(unreachable, logged):
+    app, port = unreachable
+    with TestClient(app, headers=AUTH, raise_server_exceptions=False) as client:
+        answer = client.get("/api/v1/stats")
+        page = client.get(f"/admin/login?token={LOGIN}")  # (a sign-in is stored)
+    assert (answer.status_code, answer.json()["code"]) == (503, "unavailable")
+    assert page.status_code == 503
+    for text in (answer.text, page.text):
+        for detail in ("ghost", "127.0.0.1", str(port), "psycopg", "postgresql", "connection"):
+            assert detail not in text
+    rid = answer.headers["X-Request-ID"]
+    failures = [r for r in logged if r[0] == "ERROR" and r[2].get("request_id") == rid]
+    assert any("ghost_db" in message for _, message, _, _ in failures)
+    assert not any("ghost_pw" in message for _, message, _, _ in logged)
+
+
+def test_a_value_the_database_refuses_is_a_422_that_names_no_database(
+    api, db_url, monkeypatch, logged
+):
+    """The last line of defence: a value no field check caught (here: with the check for
+    NUL switched off), which PostgreSQL refuses as data."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite stores a NUL in text")
+    from notifyctl.services import validation
+
+    monkeypatch.setattr(validation, "storable", lambda raw, *, field: raw)
+    answer = api.post("/api/v1/clients", json={"phone": "79161234567", "tag": "a\x00b"})
+    assert (answer.status_code, answer.json()["code"]) == (422, "invalid_input"), answer.text
+    assert "notifyctl_test" not in answer.text
+    assert "postgres" not in answer.text
+    assert any("NUL" in message for level, message, _, _ in logged if level == "WARNING")
+    assert api.get("/api/v1/clients").json()["total"] == 0

@@ -1,13 +1,20 @@
-"""One error shape for every failure: ``{"detail": message, "code": kind, "field": name}``."""
+"""One error shape for every failure: ``{"detail": message, "code": kind, "field": name}``.
+
+Input that is wrong is a 4xx naming the field. A 5xx tells the caller nothing about our
+insides (no database URL, user or host, no exception text): its detail is in the log,
+under the request id that the answer's ``X-Request-ID`` header carries.
+"""
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from loguru import logger
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from notifyctl.errors import (
     Conflict,
+    DataRefused,
     InvalidInput,
     NotFound,
     NotifyError,
@@ -15,7 +22,15 @@ from notifyctl.errors import (
     Unavailable,
 )
 
-STATUS = {InvalidInput: 422, NotFound: 404, Conflict: 409, StorageError: 503, Unavailable: 502}
+#: The most specific kinds first: a DataRefused is also a StorageError.
+STATUS = {
+    InvalidInput: 422,
+    DataRefused: 422,
+    NotFound: 404,
+    Conflict: 409,
+    StorageError: 503,
+    Unavailable: 502,
+}
 UI_PREFIX = "/admin"
 CODES = {
     422: "invalid_input",
@@ -24,6 +39,9 @@ CODES = {
     503: "unavailable",
     502: "upstream_failed",
 }
+#: What a caller learns of a database failure (the log has the rest).
+DATABASE_UNAVAILABLE = "the database is unavailable; try again later"
+DATA_REFUSED = "a value given cannot be stored in the database"
 
 
 class ErrorBody(BaseModel):
@@ -40,8 +58,18 @@ ERROR_RESPONSES = {
 }
 
 
+def printable(text: str) -> str:
+    """``text`` with what has no UTF-8 form (a lone surrogate a caller sent) escaped, so
+    that echoing a caller's field name or value can never break the answer itself."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _body(status: int, detail: str, field: str | None = None) -> dict:
-    return {"detail": detail, "code": CODES.get(status, f"http_{status}"), "field": field}
+    return {
+        "detail": printable(detail),
+        "code": CODES.get(status, f"http_{status}"),
+        "field": printable(field) if field is not None else None,
+    }
 
 
 def _page(request: Request, status: int, message: str) -> Response | None:
@@ -50,7 +78,21 @@ def _page(request: Request, status: int, message: str) -> Response | None:
         return None
     from web.ui.templating import render
 
-    return render(request, "admin/error.html", {"status": status, "message": message}, status)
+    return render(
+        request, "admin/error.html", {"status": status, "message": printable(message)}, status
+    )
+
+
+def _public(exc: NotifyError) -> tuple[str, str | None]:
+    """What the caller is told: the message and field, except for database failures,
+    whose message names the database; those are logged and answered in general terms."""
+    if isinstance(exc, DataRefused):
+        logger.warning("the database refused a value: {error}", error=str(exc))
+        return DATA_REFUSED, exc.field
+    if isinstance(exc, StorageError):
+        logger.error("database failure: {error}", error=str(exc))
+        return DATABASE_UNAVAILABLE, None
+    return exc.message, exc.field
 
 
 def install(app: FastAPI) -> None:
@@ -59,8 +101,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(NotifyError)
     async def domain_error(request: Request, exc: NotifyError) -> Response:
         status = next((s for kind, s in STATUS.items() if isinstance(exc, kind)), 400)
-        return _page(request, status, str(exc)) or JSONResponse(
-            _body(status, exc.message, exc.field), status
+        message, field = _public(exc)
+        page_message = f"{field}: {message}" if field else message
+        return _page(request, status, page_message) or JSONResponse(
+            _body(status, message, field), status
         )
 
     @app.exception_handler(RequestValidationError)
