@@ -104,10 +104,11 @@ def configure_logging(settings: Settings, *, console_level: str | None = None) -
     logger.remove()
     logger.configure(patcher=_patch)
     level = console_level or settings.log_console_level or settings.log_level
+    # diagnose=False: a traceback shows no variable's value (a token, a password).
     if settings.log_format is LogFormat.json:
-        logger.add(sys.stderr, level=level, format=_json_format, backtrace=False)
+        logger.add(sys.stderr, level=level, format=_json_format, backtrace=False, diagnose=False)
     else:
-        logger.add(sys.stderr, level=level, format=_text_format, backtrace=False)
+        logger.add(sys.stderr, level=level, format=_text_format, backtrace=False, diagnose=False)
     if settings.log_file:
         settings.log_file.parent.mkdir(parents=True, exist_ok=True)
         logger.add(
@@ -121,6 +122,7 @@ def configure_logging(settings: Settings, *, console_level: str | None = None) -
                 else settings.log_retention
             ),
             backtrace=False,
+            diagnose=False,
             encoding="utf-8",
         )
 

@@ -386,3 +386,72 @@ def test_a_value_the_database_refuses_is_a_422_that_names_no_database(
     assert "postgres" not in answer.text
     assert any("NUL" in message for level, message, _, _ in logged if level == "WARNING")
     assert api.get("/api/v1/clients").json()["total"] == 0
+
+
+# --- what still goes wrong -----------------------------------------------------------
+
+
+def test_an_unexpected_exception_is_a_500_logged_with_its_request_id_and_counted(
+    api, monkeypatch, logged
+):
+    from notifyctl.services import stats
+
+    def broken(**_kwargs):
+        raise RuntimeError("boom at /srv/secret/path")
+
+    monkeypatch.setattr(stats, "overall_stats", broken)
+    answer = api.get("/api/v1/stats", headers={"X-Request-ID": "req-500"})
+    assert answer.status_code == 500
+    assert answer.json()["code"] == "internal_error"
+    assert "req-500" in answer.json()["detail"]
+    assert "boom" not in answer.text
+    assert "RuntimeError" not in answer.text
+    assert answer.headers["X-Request-ID"] == "req-500"
+    mine = [r for r in logged if r[2].get("request_id") == "req-500"]
+    assert [(level, exception) for level, _, _, exception in mine] == [
+        ("ERROR", RuntimeError),  # what happened, with its traceback
+        ("ERROR", None),  # the request line: GET /api/v1/stats -> 500
+    ]
+    assert "-> 500" in mine[1][1]
+    assert requests_counted(api)[("GET", "/api/v1/stats", "500")] == 1
+
+
+def test_an_unexpected_exception_in_the_admin_ui_is_a_500_page(browser, monkeypatch, logged):
+    from notifyctl.services import mailings
+
+    def broken(**_kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(mailings, "list_mailings", broken)
+    answer = browser.get("/admin/")
+    assert answer.status_code == 500
+    assert "text/html" in answer.headers["content-type"]
+    assert "boom" not in answer.text
+    assert answer.headers["X-Request-ID"] in answer.text
+    assert requests_counted(browser)[("GET", "/admin/", "500")] == 1
+    assert any(r[3] is RuntimeError for r in logged)
+
+
+def test_the_traceback_of_a_500_shows_no_variable_values(app, monkeypatch, capsys):
+    import sys
+
+    from notifyctl.logs import configure_logging
+    from notifyctl.services import stats
+
+    def broken(**_kwargs):
+        password = "s3cr3t-local-value"
+        raise RuntimeError("boom" if password else "")  # (loguru's diagnose shows password)
+
+    monkeypatch.setattr(stats, "overall_stats", broken)
+    configure_logging(Settings(log_format="text"))
+    try:
+        with TestClient(app, headers=AUTH, raise_server_exceptions=False) as client:
+            answer = client.get("/api/v1/stats", headers={"X-Request-ID": "req-tb"})
+    finally:
+        logger.remove()
+        logger.add(sys.stderr)
+    assert answer.status_code == 500
+    logged = capsys.readouterr().err
+    assert "request_id=req-tb" in logged
+    assert "RuntimeError: boom" in logged
+    assert "s3cr3t-local-value" not in logged

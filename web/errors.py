@@ -36,12 +36,14 @@ CODES = {
     422: "invalid_input",
     404: "not_found",
     409: "conflict",
+    500: "internal_error",
     503: "unavailable",
     502: "upstream_failed",
 }
 #: What a caller learns of a database failure (the log has the rest).
 DATABASE_UNAVAILABLE = "the database is unavailable; try again later"
 DATA_REFUSED = "a value given cannot be stored in the database"
+INTERNAL_ERROR = "internal error; it is in the server's log under request id {rid}"
 
 
 class ErrorBody(BaseModel):
@@ -93,6 +95,23 @@ def _public(exc: NotifyError) -> tuple[str, str | None]:
         logger.error("database failure: {error}", error=str(exc))
         return DATABASE_UNAVAILABLE, None
     return exc.message, exc.field
+
+
+def unexpected(request: Request, exc: Exception, rid: str) -> Response:
+    """A 500 for an exception no handler knew: logged with its traceback (the request id is
+    in the logging context), answered without a word about it."""
+    logger.opt(exception=exc).error(
+        "unexpected {kind} answering {method} {path}",
+        kind=type(exc).__name__,
+        method=request.method,
+        path=request.url.path,
+    )
+    detail = INTERNAL_ERROR.format(rid=rid)
+    try:
+        page = _page(request, 500, detail)
+    except Exception:  # (the page itself may be what fails)
+        page = None
+    return page or JSONResponse(_body(500, detail), 500)
 
 
 def install(app: FastAPI) -> None:

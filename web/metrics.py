@@ -1,4 +1,9 @@
-"""The API's Prometheus metrics and its request log line, recorded by one middleware."""
+"""The API's Prometheus metrics and its request log line, recorded by one middleware.
+
+Every request gets both, a 5xx too: an exception that no handler knew becomes a 500
+here (``web.errors.unexpected``: logged with its traceback), inside the request id's
+logging context, and is counted with ``status="500"``.
+"""
 
 import re
 import time
@@ -14,6 +19,8 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+
+from web import errors
 
 # The *_created series double every family for little use; off for the API and daemon alike.
 disable_created_metrics()
@@ -70,7 +77,10 @@ def install(app: FastAPI) -> HttpMetrics:
         rid = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
         began = time.perf_counter()
         with logger.contextualize(request_id=rid):
-            response = await call_next(request)
+            try:
+                response = await call_next(request)
+            except Exception as exc:  # no handler knew it: still a logged, counted answer
+                response = errors.unexpected(request, exc, rid)
             elapsed = time.perf_counter() - began
             route = _route(request)
             ids = {
@@ -79,7 +89,8 @@ def install(app: FastAPI) -> HttpMetrics:
                 if key in ID_PARAMS and str(value).isdigit()
             }
             if route != "/metrics":
-                logger.bind(**ids).info(
+                logger.bind(**ids).log(
+                    "ERROR" if response.status_code >= 500 else "INFO",
                     "{method} {path} -> {status} in {ms:.1f} ms",
                     method=request.method,
                     path=request.url.path,  # no query string: a login link carries a token
