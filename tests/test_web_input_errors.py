@@ -329,6 +329,17 @@ def test_a_non_ascii_login_token_is_refused(app, token):
         assert visitor.get("/admin/", follow_redirects=False).status_code == 303
 
 
+@pytest.mark.parametrize("token", [b"\xe9", b"nfy_\xff\xfe", "☃".encode()])
+def test_a_non_ascii_bearer_token_is_refused(db_url, engine, token):
+    """Header bytes outside ASCII, against a login token read from an environment that is
+    not UTF-8 (Python keeps such bytes as lone surrogates, which ``str.encode`` refuses)."""
+    login = "ключ\udcff"
+    app = create_app(settings=Settings(database_url=db_url), engine=engine, login_token=login)
+    with TestClient(app, raise_server_exceptions=False) as visitor:
+        answer = visitor.get("/api/v1/clients", headers={b"Authorization": b"Bearer " + token})
+        assert answer.status_code == 401, answer.text
+
+
 @pytest.mark.parametrize("sent", ["é", "ü" * 43])
 def test_a_non_ascii_csrf_token_is_refused_and_changes_nothing(browser, session, sent):
     form = {"csrf_token": sent, "phone": "79161234567"}
@@ -370,13 +381,12 @@ def test_a_database_failure_names_no_database_and_is_logged(unreachable, logged)
     assert not any("ghost_pw" in message for _, message, _, _ in logged)
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite stores a NUL
 def test_a_value_the_database_refuses_is_a_422_that_names_no_database(
     api, db_url, monkeypatch, logged
 ):
     """The last line of defence: a value no field check caught (here: with the check for
     NUL switched off), which PostgreSQL refuses as data."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("SQLite stores a NUL in text")
     from notifyctl.services import validation
 
     monkeypatch.setattr(validation, "storable", lambda raw, *, field: raw)

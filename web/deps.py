@@ -1,6 +1,5 @@
 """Dependencies shared by the routes: a database session and the caller's identity."""
 
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -11,7 +10,7 @@ from sqlmodel import Session
 
 from notifyctl.config import Settings
 from notifyctl.db import session_scope
-from notifyctl.services.tokens import verify_token
+from notifyctl.services.tokens import same_secret, verify_token
 from web.oidc import looks_like_jwt
 
 bearer = HTTPBearer(
@@ -62,7 +61,7 @@ def require_caller(
         raise _unauthorised("a bearer token is required")
     presented = credentials.credentials
     login = request.app.state.login_token
-    if login and secrets.compare_digest(presented.encode(), login.encode()):
+    if login and same_secret(presented, login):
         return Caller("login")
     verifier = request.app.state.oidc
     if verifier is not None and looks_like_jwt(presented):

@@ -25,6 +25,14 @@ def new_secret() -> str:
     return PREFIX + secrets.token_urlsafe(32)
 
 
+def same_secret(given: str, expected: str) -> bool:
+    """Compare in constant time, as bytes: ``compare_digest`` raises TypeError for a str
+    with a non-ASCII character, which made a 500 of a token like "é"."""
+    return secrets.compare_digest(
+        given.encode(errors="surrogatepass"), expected.encode(errors="surrogatepass")
+    )
+
+
 def create_token(*, session: Session, name: str) -> tuple[ApiToken, str]:
     """Store a new token under ``name``; returns it with the plain token (shown only now)."""
     if not NAME.fullmatch(name):

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from notifyctl.config import Settings
 from notifyctl.db import session_scope
 from notifyctl.services import sessions
+from notifyctl.services.tokens import same_secret
 from web.ui.templating import is_htmx, render
 
 router = APIRouter()
@@ -92,14 +93,6 @@ def csrf_token(request: Request) -> str:
     if not token:
         token = request.session["csrf"] = secrets.token_urlsafe(32)
     return token
-
-
-def same_secret(given: str, expected: str) -> bool:
-    """Compare in constant time, as bytes: ``compare_digest`` raises TypeError for a str
-    with a non-ASCII character, which made a 500 of a token like "é"."""
-    return secrets.compare_digest(
-        given.encode(errors="surrogatepass"), expected.encode(errors="surrogatepass")
-    )
 
 
 async def check_csrf(request: Request) -> None:
