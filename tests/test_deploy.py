@@ -285,6 +285,32 @@ def test_every_variable_in_the_manifests_is_a_setting_or_an_option(base):
             assert variable["name"] in KNOWN_VARIABLES
 
 
+def _ingress_routes(path: str, ingress: dict) -> bool:
+    """Whether a Prefix rule of ``ingress`` matches ``path`` (element-wise, as Kubernetes)."""
+    parts = [part for part in path.split("/") if part]
+    for rule in ingress["spec"]["rules"]:
+        for entry in rule["http"]["paths"]:
+            assert entry["pathType"] == "Prefix"
+            prefix = [part for part in entry["path"].split("/") if part]
+            if parts[: len(prefix)] == prefix:
+                return True
+    return False
+
+
+def test_the_ingress_publishes_the_api_ui_and_docs_but_not_the_metrics(base, tmp_path):
+    from web.app import create_app
+
+    ingress = by_kind(base, "Ingress")["notifyctl-api"]
+    app = create_app(settings=Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    documented = [path for path in app.openapi()["paths"] if path != "/metrics"]
+    public = [*documented, "/admin", "/admin/", "/admin/login", "/admin/auth/callback"]
+    public += ["/admin/static/app.js", "/docs", "/docs/", "/redoc/", "/openapi.json"]
+    assert "/api/v1/clients" in public and "/admin/" in public
+    assert [path for path in public if not _ingress_routes(path, ingress)] == []
+    assert not _ingress_routes("/metrics", ingress)
+    assert not _ingress_routes("/metrics/", ingress)
+
+
 def test_the_overlay_sets_namespace_image_host_secrets_and_scale(overlay):
     assert {doc["metadata"].get("namespace") for doc in overlay if doc["kind"] != "Namespace"} == {
         "notifyctl"
