@@ -14,6 +14,7 @@ from web import errors, limits, metrics, ui
 from web.api import clients, mailings, stats
 from web.deps import require_caller
 from web.oidc import OidcVerifier
+from web.ui.headers import SecurityHeaders
 
 #: seconds a thread waiting for the GIL lets the running one keep it (CPython's default: 0.005)
 SWITCH_INTERVAL = 0.001
@@ -72,6 +73,7 @@ def create_app(
     ui.install(app, settings)
 
     app.state.metrics = metrics.install(app)
+    app.add_middleware(SecurityHeaders)  # last, so outermost: a 500 carries the headers too
 
     @app.get("/admin", include_in_schema=False)
     def admin_without_slash() -> RedirectResponse:

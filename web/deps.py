@@ -57,6 +57,9 @@ def require_caller(
     known = getattr(request.state, "caller", None)
     if isinstance(known, Caller):  # web.limits checked the token before the body was read
         return known
+    refusal = getattr(request.state, "refusal", None)
+    if isinstance(refusal, Exception):  # …and refused it
+        raise refusal
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise _unauthorised("a bearer token is required")
     presented = credentials.credentials

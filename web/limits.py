@@ -80,7 +80,8 @@ async def _let_in(scope: Scope) -> bool:
     try:
         credentials = await bearer(request)
         request.state.caller = await run_in_threadpool(require_caller, request, credentials)
-    except Exception:  # refused, or the check failed: the route meets it again and answers
+    except Exception as exc:  # refused, or the check failed: the route answers with it
+        request.state.refusal = exc  # (not checked twice: a slow provider costs one wait)
         return False
     return True
 

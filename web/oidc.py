@@ -1,6 +1,7 @@
 """Bearer JWTs from the configured OpenID Connect provider, checked against its keys."""
 
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -10,7 +11,12 @@ from loguru import logger
 from notifyctl.config import Settings
 
 DISCOVERY_TIMEOUT = 5.0  # seconds to read the provider's discovery document
+FAILURE_PAUSE = 10.0  # seconds during which a failed discovery is not tried again
 ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
+
+
+class ProviderUnavailable(Exception):
+    """The provider's keys cannot be had right now."""
 
 
 class OidcVerifier:
@@ -25,10 +31,11 @@ class OidcVerifier:
     ) -> None:
         self.issuer = issuer.rstrip("/")
         self.audience = audience
-        self.allowed = {entry.casefold() for entry in allowed}
-        self.groups = {entry.casefold() for entry in groups}
+        self.allowed = {entry.lower() for entry in allowed}
+        self.groups = {entry.lower() for entry in groups}
         self._keys: jwt.PyJWKClient | None = None
         self._lock = threading.Lock()
+        self._failed_until = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "OidcVerifier | None":
@@ -42,12 +49,28 @@ class OidcVerifier:
         )
 
     def _jwks(self) -> jwt.PyJWKClient:
-        with self._lock:
+        """The provider's keys. Fails fast while another thread fetches them, and for
+        ``FAILURE_PAUSE`` seconds after a failed fetch: a hanging provider must not queue
+        every request (and the health check) behind one lock."""
+        if self._keys is not None:
+            return self._keys
+        if time.monotonic() < self._failed_until:
+            raise ProviderUnavailable("the provider's discovery failed a moment ago")
+        if not self._lock.acquire(blocking=False):
+            raise ProviderUnavailable("the provider's keys are being fetched")
+        try:
             if self._keys is None:
                 url = f"{self.issuer}/.well-known/openid-configuration"
-                discovery = httpx.get(url, timeout=DISCOVERY_TIMEOUT).raise_for_status().json()
-                self._keys = jwt.PyJWKClient(discovery["jwks_uri"], cache_keys=True)
+                try:
+                    answer = httpx.get(url, timeout=DISCOVERY_TIMEOUT).raise_for_status()
+                    jwks_uri = answer.json()["jwks_uri"]
+                except Exception:
+                    self._failed_until = time.monotonic() + FAILURE_PAUSE
+                    raise
+                self._keys = jwt.PyJWKClient(jwks_uri, cache_keys=True, timeout=DISCOVERY_TIMEOUT)
             return self._keys
+        finally:
+            self._lock.release()
 
     def _decode(self, token: str) -> dict[str, Any]:
         keys = self._jwks()
@@ -69,7 +92,7 @@ class OidcVerifier:
         """The token's claims when it is valid and its user allowed, else None."""
         try:
             claims = self._decode(token)
-        except (jwt.PyJWTError, httpx.HTTPError, KeyError, ValueError) as exc:
+        except (jwt.PyJWTError, httpx.HTTPError, ProviderUnavailable, KeyError, ValueError) as exc:
             logger.info("refused a bearer JWT: {reason}", reason=type(exc).__name__)
             return None
         if not self.allows(claims):
@@ -81,11 +104,13 @@ class OidcVerifier:
         """Whether the user may in: anyone when no user or group is listed, else a match."""
         if not (self.allowed or self.groups):
             return True
-        who = {str(claims.get(key, "")).casefold() for key in ("sub", "email")}
+        who = {str(claims.get("sub", "")).lower()}
+        if claims.get("email_verified") is True:  # an unverified address is anybody's claim
+            who.add(str(claims.get("email", "")).lower())
         groups = claims.get("groups") or []
         if isinstance(groups, str):
             groups = [groups]
-        return bool(who & self.allowed or {str(g).casefold() for g in groups} & self.groups)
+        return bool(who & self.allowed or {str(g).lower() for g in groups} & self.groups)
 
 
 def _decode_with(token: str, key: Any, *, audience: str, issuer: str) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from starlette.middleware.sessions import SessionMiddleware
 from notifyctl.config import Settings
 from notifyctl.services.tokens import new_secret
 from web.ui import auth, clients, dashboard, mailings
-from web.ui.headers import SecurityHeaders
 from web.ui.templating import make_templates
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -36,7 +35,6 @@ def install(app: FastAPI, settings: Settings) -> None:
         same_site="lax",
         https_only=settings.cookie_secure,
     )
-    app.add_middleware(SecurityHeaders)
     app.state.templates = make_templates(settings)
     app.state.oauth = auth.make_oauth(settings)
     if app.state.oauth is not None and auth.redirect_uri(settings) is None:

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Annotated
 from urllib.parse import quote
 
+import httpx
 from authlib.integrations.starlette_client import OAuth, OAuthError
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
@@ -186,6 +187,17 @@ async def callback(request: Request) -> Response:
         token = await oauth.provider.authorize_access_token(request)
     except OAuthError as exc:
         logger.info("sign-in refused by the provider: {error}", error=exc.error)
+        return _refused(request, "The sign-in did not complete. Try again.")
+    except httpx.HTTPError as exc:  # the provider went away between redirect and callback
+        logger.warning("cannot reach the sign-in provider: {error}", error=type(exc).__name__)
+        return _refused(request, "The sign-in provider is unreachable.", 503)
+    except Exception as exc:  # a token we cannot trust (signature, nonce, aud, iss, times)
+        # or an answer we cannot read: Authlib raises its JOSE errors, ValueError, KeyError…
+        logger.warning(
+            "sign-in refused: the provider's answer failed its checks: {error}: {detail}",
+            error=type(exc).__name__,
+            detail=str(exc)[:200],
+        )
         return _refused(request, "The sign-in did not complete. Try again.")
     claims = dict(token.get("userinfo") or {})
     if not claims.get("sub"):

@@ -27,7 +27,9 @@ UI_ONLY = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "Referrer-Policy"
 
 
 class SecurityHeaders:
-    """ASGI middleware adding ``EVERYWHERE`` to every response, ``UI_ONLY`` under /admin."""
+    """ASGI middleware adding ``EVERYWHERE`` to every response, ``UI_ONLY`` under /admin,
+    and keeping redirects to our own host relative. Installed outermost (``web.app``), so
+    that even a 500 carries them."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -43,6 +45,21 @@ class SecurityHeaders:
                 headers = MutableHeaders(scope=message)
                 for name, value in extra.items():
                     headers[name] = value
+                _relative_location(headers, scope)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _relative_location(headers: MutableHeaders, scope: Scope) -> None:
+    """Make a redirect to our own host relative: Starlette builds absolute ones (the
+    trailing-slash redirect) from the request's ``Host``, which the caller chooses, so
+    ``Host: evil.example`` would send the browser there."""
+    location = headers.get("location")
+    if not location or "://" not in location:
+        return
+    host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+    scheme, _, rest = location.partition("://")
+    netloc, slash, path = rest.partition("/")
+    if scheme in ("http", "https") and netloc == host:
+        headers["location"] = slash + path or "/"
