@@ -16,6 +16,18 @@ operator, on the command line and in the log; the REST API and the admin UI answ
 a generic message instead and log the detail under the request id.
 """
 
+#: Characters of a caller's value an error message quotes; the rest is cut. An import of
+#: 380 rows of 130 KB phones once made a 198 MB error page.
+QUOTED_CHARS = 40
+
+
+def quoted(value: object) -> str:
+    """``value``'s repr for an error message, cut to ``QUOTED_CHARS`` characters."""
+    text = str(value)
+    if len(text) <= QUOTED_CHARS:
+        return repr(text)
+    return f"{text[:QUOTED_CHARS]!r}… ({len(text):,} characters)"
+
 
 class NotifyError(Exception):
     """Base of every error a user can cause or fix."""

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, available_timezones
 
-from notifyctl.errors import InvalidInput
+from notifyctl.errors import InvalidInput, quoted
 
 # ASCII digits only: \d takes any script's digits.
 _RELATIVE = re.compile(r"^now\s*(?:(?P<sign>[+-])\s*(?P<n>[0-9]+)\s*(?P<unit>[smhd]))?$")
@@ -77,13 +77,14 @@ def parse_datetime(text: str, *, field: str, default_tz: str = "UTC") -> datetim
                 delta = timedelta(**{_UNITS[match["unit"]]: int(match["n"])})
                 moment = moment + delta if match["sign"] == "+" else moment - delta
             except (OverflowError, ValueError):  # (ValueError: more digits than int() takes)
-                raise InvalidInput(f"{text!r} is too far from now", field=field) from None
+                raise InvalidInput(f"{quoted(text)} is too far from now", field=field) from None
         return as_utc(moment, field=field)
     try:
         parsed = datetime.fromisoformat(cleaned.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise InvalidInput(
-            f"{text!r} is not an ISO-8601 datetime such as 2026-12-01T09:00+03:00 (or now+10m)",
+            f"{quoted(text)} is not an ISO-8601 datetime such as 2026-12-01T09:00+03:00"
+            " (or now+10m)",
             field=field,
         ) from None
     return as_utc(parsed, field=field, default_tz=default_tz)
@@ -93,5 +94,5 @@ def parse_hhmm(text: str, *, field: str) -> time:
     """Parse ``HH:MM`` (24-hour clock)."""
     match = _HHMM.match(text.strip())
     if not match:
-        raise InvalidInput(f"{text!r} is not a time of day as HH:MM", field=field)
+        raise InvalidInput(f"{quoted(text)} is not a time of day as HH:MM", field=field)
     return time(int(match["h"]), int(match["m"]))

@@ -159,3 +159,21 @@ def test_text_no_database_can_hold_is_refused_naming_the_field(rule, raw, proble
 def test_any_other_text_is_storable():
     text = "Ünïcödé ✓ 日本語 \t\n 🎉 \x7f \ufffd"
     assert validation.storable(text, field="text") == validation.text(text) == text
+
+
+def test_an_error_quotes_at_most_a_few_dozen_characters_of_the_value():
+    with pytest.raises(InvalidInput) as caught:
+        validation.normalise_phone("<" * 130_000)
+    assert len(caught.value.message) < 200
+    assert "130,000 characters" in caught.value.message
+
+
+def test_an_import_of_huge_bad_rows_reports_them_in_a_small_report(session):
+    import io
+
+    from notifyctl.services.imports import import_clients
+
+    rows = "phone\n" + ("<" * 100_000 + "\n") * 50
+    report = import_clients(session=session, source=io.StringIO(rows), default_timezone="UTC")
+    assert report.rejected == 50
+    assert sum(len(error.message) for error in report.errors) < 50 * 300

@@ -8,7 +8,7 @@ from typing import TextIO
 from sqlmodel import Session
 
 from notifyctl.db import upsert_insert
-from notifyctl.errors import InvalidInput
+from notifyctl.errors import InvalidInput, quoted
 from notifyctl.models import Client
 from notifyctl.services import validation
 from notifyctl.timeutil import utcnow
@@ -24,6 +24,9 @@ class RowError:
     message: str
 
 
+MAX_MESSAGE_CHARS = 300  # of one row's error: the report stays small whatever the rows hold
+
+
 @dataclass(slots=True)
 class ImportReport:
     """What an import did: rows stored, rows rejected (with the first errors), committed."""
@@ -36,7 +39,7 @@ class ImportReport:
     def reject(self, line: int, message: str) -> None:
         self.rejected += 1
         if len(self.errors) < MAX_REPORTED_ERRORS:
-            self.errors.append(RowError(line, message))
+            self.errors.append(RowError(line, message[:MAX_MESSAGE_CHARS]))
 
 
 def import_clients(
@@ -112,7 +115,7 @@ def _read_header(reader: Iterable[list[str]]) -> list[str]:
     unknown = [name for name in header if name not in COLUMNS]
     if unknown or "phone" not in header or len(set(header)) != len(header):
         raise InvalidInput(
-            f"header {','.join(header)!r} must name the columns {','.join(COLUMNS)} "
+            f"header {quoted(','.join(header))} must name the columns {','.join(COLUMNS)} "
             "(phone required, each at most once)",
             field="file",
         )

@@ -2,7 +2,7 @@
 
 import re
 
-from notifyctl.errors import InvalidInput
+from notifyctl.errors import InvalidInput, quoted
 from notifyctl.models import MailingFilter, MessageStatus, SendWindow
 from notifyctl.timeutil import parse_hhmm, zone_name
 
@@ -25,7 +25,7 @@ def normalise_phone(raw: str, *, field: str = "phone") -> str:
     digits = digits.removeprefix("+")
     if not PHONE.fullmatch(digits):
         raise InvalidInput(
-            f"{raw!r} is not a phone number of the form 7XXXXXXXXXX (e.g. +7 916 123-45-67)",
+            f"{quoted(raw)} is not a phone number of the form 7XXXXXXXXXX (e.g. +7 916 123-45-67)",
             field=field,
         )
     return digits
@@ -41,7 +41,7 @@ def operator_code(raw: str | None, *, phone: str, field: str = "operator_code") 
         return phone[1:4]
     code = raw.strip()
     if not OPERATOR.fullmatch(code):
-        raise InvalidInput(f"{raw!r} is not a 3-digit operator code", field=field)
+        raise InvalidInput(f"{quoted(raw)} is not a 3-digit operator code", field=field)
     return code
 
 
@@ -73,7 +73,9 @@ def timezone(raw: str, *, field: str = "timezone") -> str:
     """Return the IANA name (case corrected), or reject an unknown zone."""
     name = zone_name(raw)
     if name is None:
-        raise InvalidInput(f"{raw!r} is not an IANA timezone such as Europe/Moscow", field=field)
+        raise InvalidInput(
+            f"{quoted(raw)} is not an IANA timezone such as Europe/Moscow", field=field
+        )
     return name
 
 
@@ -107,7 +109,7 @@ def mailing_filter(value: MailingFilter) -> MailingFilter:
     for code in value.operator_codes:
         if not OPERATOR.fullmatch(code):
             raise InvalidInput(
-                f"{code!r} is not a 3-digit operator code", field="filter.operator_codes"
+                f"{quoted(code)} is not a 3-digit operator code", field="filter.operator_codes"
             )
     codes = sorted(set(value.operator_codes))
     tags = sorted({tag(t, field="filter.tags") for t in value.tags})
@@ -130,7 +132,7 @@ def parse_window(raw: str, *, field: str = "window") -> SendWindow:
     """Parse ``HH:MM-HH:MM`` as typed on the command line."""
     start, sep, end = raw.partition("-")
     if not sep:
-        raise InvalidInput(f"{raw!r} is not a window of the form HH:MM-HH:MM", field=field)
+        raise InvalidInput(f"{quoted(raw)} is not a window of the form HH:MM-HH:MM", field=field)
     try:
         window = send_window(SendWindow(start=start, end=end))
     except InvalidInput as exc:
@@ -162,4 +164,4 @@ def message_status(raw: str, *, field: str = "status") -> MessageStatus:
         return MessageStatus(raw.strip().lower())
     except ValueError:
         choices = ", ".join(status.value for status in MessageStatus)
-        raise InvalidInput(f"{raw!r} is not one of {choices}", field=field) from None
+        raise InvalidInput(f"{quoted(raw)} is not one of {choices}", field=field) from None

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
-from notifyctl.errors import InvalidInput, NotifyError
+from notifyctl.errors import InvalidInput, NotifyError, quoted
 from notifyctl.services import validation
 
 #: Service field names (as the REST API reports them) -> the form control that shows them.
@@ -77,7 +77,7 @@ def local_datetime(form: FormData, name: str, zone: str) -> datetime:
     try:
         naive = datetime.fromisoformat(raw)
     except ValueError:
-        raise InvalidInput(f"{raw!r} is not a date and time", field=name) from None
+        raise InvalidInput(f"{quoted(raw)} is not a date and time", field=name) from None
     if naive.tzinfo is not None:
         return naive
     return naive.replace(tzinfo=ZoneInfo(validation.timezone(zone, field="zone")))
