@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import re
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
@@ -30,12 +32,24 @@ def normalise_url(url: str) -> str:
     return url
 
 
+#: Query parameters of a database URL that hold secrets (libpq's password, sslpassword…).
+SECRET_QUERY = re.compile(r"(?i)pass|secret|token|key")
+
+
 def redact(url: str) -> str:
-    """Return ``url`` with its password hidden, for messages and logs."""
+    """Return ``url`` with its password hidden, for messages and logs: the user-info's,
+    and any query parameter that carries one (``?password=``, ``?sslpassword=``)."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
+        parsed = make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
         return "<unparsable database URL>"
+    if parsed.host and "@" in parsed.host:  # an unescaped @ in the password: its tail is here
+        return "<database URL with an unescaped '@' in its password>"
+    hidden = {
+        name: ("***" if SECRET_QUERY.search(name) else value)
+        for name, value in parsed.query.items()
+    }
+    return parsed.set(query=hidden).render_as_string(hide_password=True)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -53,8 +67,18 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     url = normalise_url(url)
     try:
         parsed = make_url(url)
-    except sa.exc.ArgumentError:
-        raise StorageError(f"{url!r} is not a database URL", field="database_url") from None
+        parsed.port  # noqa: B018 (a port that is no number raises here, not at connect)
+    except (sa.exc.ArgumentError, ValueError):
+        # The URL is not quoted back: it may hold a password.
+        raise StorageError(
+            "the database URL is not one: use sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB",
+            field="database_url",
+        ) from None
+    if parsed.host and "@" in parsed.host:
+        raise StorageError(
+            "the database URL has an '@' in its password: write it as %40",
+            field="database_url",
+        )
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ rule over the source; the text format's template holds no value of the record ei
 import json
 import re
 import sys
+from traceback import format_exception
 
 from loguru import logger
 
@@ -31,22 +32,57 @@ SECRET = re.compile(
     r"(?i:bearer)\s+[\w.~+/=-]+"
     r"|eyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*"
     r"|nfy_[\w-]{8,}"
-    r"|(?<=//)[^/\s:@]+:[^/\s@]+(?=@)"
+)
+#: A URL's whole user-info (user:password, :password, a bare token), up to its last @.
+USER_INFO = re.compile(r"//[^/\s]+@")
+#: Basic credentials: base64 with a capital or digit after a small letter (not a word).
+BASIC = re.compile(
+    r"(?i:\bbasic)\s+(?=[A-Za-z0-9+/]*?[a-z0-9+/][A-Za-z0-9+/]*[A-Z0-9+/=])[A-Za-z0-9+/]{8,}={0,2}"
 )
 #: The value of a query or form parameter named like a secret: ``token=``,
 #: ``access_token=``, ``password=``, ``client_secret=``, ``api_key=``, ``apikey=`` ...
 SECRET_PARAMETER = re.compile(
     r"(?i)\b([\w-]*(?:token|secret|password|passwd|api[_-]?key))=[^&\s\"']+"
 )
+#: The same names as JSON fields (``"password": "x"``), and ``password: x``.
+SECRET_FIELD = re.compile(
+    r'(?i)("[\w-]*(?:token|secret|password|passwd|api[_-]?key)"\s*:\s*)"(?:[^"\\]|\\.)*"'
+    r"|\b([\w-]*(?:password|passwd)\s*:\s*)[^\s\"',;}]+"
+)
 MASK = "[secret]"
+#: Control characters (ESC, NUL, CR, LF …): shown as escapes, so that a value cannot
+#: colour a terminal, hide text or start a forged line.
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def redact(text: str) -> str:
-    """``text`` with anything that looks like a token or password replaced by [secret]."""
+    """``text`` with anything that looks like a token or password replaced by [secret].
+
+    Runs on every line: the rarer patterns only run when a cheap test says they may match.
+    """
     text = SECRET.sub(MASK, text)
-    if "=" in text:  # (most lines have no parameter at all: skip the slower pattern)
+    if "@" in text and "//" in text:
+        text = USER_INFO.sub(f"//{MASK}@", text)
+    lower = text.lower()
+    if "basic" in lower:
+        text = BASIC.sub(MASK, text)
+    if "token" in lower or "secret" in lower or "passw" in lower or "api" in lower:
         text = SECRET_PARAMETER.sub(rf"\1={MASK}", text)
+        text = SECRET_FIELD.sub(_mask_field, text)
     return text
+
+
+def _mask_field(match: re.Match) -> str:
+    if match.group(1) is not None:
+        return f'{match.group(1)}"{MASK}"'
+    return f"{match.group(2)}{MASK}"
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters written as escapes (``\\x1b``, ``\\n``)."""
+    if not CONTROL.search(text):
+        return text
+    return CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode(), text)
 
 
 def _patch(record) -> None:
@@ -55,7 +91,7 @@ def _patch(record) -> None:
     The ids go into ``extra["ids"]`` so that the text format refers to them as a field:
     caller-controlled text (a request id, say) is data, never part of a format template.
     """
-    record["message"] = redact(record["message"])
+    record["message"] = printable(redact(record["message"]))
     extra = record["extra"]
     extra["ids"] = " ".join(f"{key}={extra[key]}" for key in ID_KEYS if key in extra)
 
@@ -75,9 +111,11 @@ def _as_json(record) -> str:
         "source": f"{record['name']}:{record['function']}:{record['line']}",
     }
     for key, value in record["extra"].items():
-        if key not in ("json", "ids"):
+        if key not in ("json", "ids", "traceback"):
             fields[key] = (
-                value if isinstance(value, int | float | bool | None) else redact(str(value))
+                value
+                if isinstance(value, int | float | bool | None)
+                else printable(redact(str(value)))
             )
     if record["exception"] is not None:
         exc_type, exc, _ = record["exception"]
@@ -88,10 +126,16 @@ def _as_json(record) -> str:
 def _text_format(record) -> str:
     """The template of a text line. It holds no value of the record: loguru fills in
     ``{extra[ids]}`` and ``{message}`` as data, so braces or colour tags in them are text."""
+    if record["exception"] is not None and "traceback" not in record["extra"]:
+        # Formatted here, masked, and shown as a field: loguru's own {exception} would
+        # print a token or password in the exception's text as it is.
+        kind, value, trace = record["exception"]
+        record["extra"]["traceback"] = redact("".join(format_exception(kind, value, trace)))
     return (
         "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> <level>{level: <7}</level> "
         + ("<cyan>{extra[ids]}</cyan> " if record["extra"].get("ids") else "")
-        + "{message}\n{exception}"
+        + "{message}\n"
+        + ("{extra[traceback]}" if record["exception"] is not None else "")
     )
 
 
