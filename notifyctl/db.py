@@ -4,11 +4,10 @@ Nothing is built at import time: callers make the engine from a URL and pass ses
 down to the service functions.
 """
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import re
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url

@@ -9,7 +9,8 @@ import pytest
 from loguru import logger
 
 from notifyctl.config import LogFormat, Settings
-from notifyctl.db import make_engine, redact as redact_url
+from notifyctl.db import make_engine
+from notifyctl.db import redact as redact_url
 from notifyctl.errors import StorageError
 from notifyctl.logs import configure_logging, redact
 
