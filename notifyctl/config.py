@@ -185,6 +185,20 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not an IANA timezone such as Europe/Moscow")
         return name
 
+    @field_validator("sender_url")
+    @classmethod
+    def _sender_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        # The value is not repeated in the errors: it may hold a password.
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("not an http(s) URL such as https://sms.example.com/v1/send")
+        if parts.username or parts.password:
+            raise ValueError(
+                "holds user:password@ (which the HTTP client refuses to send with our "
+                "bearer token): give the sending API's credential as NOTIFY_SENDER_TOKEN"
+            )
+        return value
+
     @field_validator("public_url")
     @classmethod
     def _origin_url(cls, value: str | None) -> str | None:
@@ -192,7 +206,8 @@ class Settings(BaseSettings):
             return None  # an empty variable (compose passes NOTIFY_PUBLIC_URL=) means unset
         parts = urlsplit(value)
         if not (
-            parts.scheme in ("http", "https")
+            re.fullmatch(r"https?://[A-Za-z0-9.:\[\]-]+/?", value)  # no space, tab, #, ? …
+            and parts.scheme in ("http", "https")
             and parts.hostname
             and (parts.port or 0) >= 0  # reading it refuses a port that is not a number
             and parts.path in ("", "/")
@@ -255,6 +270,7 @@ def weak_settings(settings: Settings) -> list[tuple[str, str]]:
     problems: dict[str, str] = {}
     for name in Settings.model_fields:
         for text in _texts(getattr(settings, name)):
+            text = text.strip()
             if text in DEMO_VALUES:
                 problems.setdefault(
                     _variable(name), f"it is {DEMO_VALUES[text]}, public in the code"
@@ -263,7 +279,7 @@ def weak_settings(settings: Settings) -> list[tuple[str, str]]:
                 problems.setdefault(_variable(name), "it still holds the placeholder 'change-me'")
     if not _secret(settings.sender_token).strip():
         problems.setdefault("NOTIFY_SENDER_TOKEN", "it is empty; set the sending API's token")
-    session = _secret(settings.session_secret)
+    session = _secret(settings.session_secret).strip()
     if len(session.encode()) < MIN_SECRET_BYTES:
         problems.setdefault(
             "NOTIFY_SESSION_SECRET",
@@ -271,7 +287,7 @@ def weak_settings(settings: Settings) -> list[tuple[str, str]]:
             f"{MIN_SECRET_BYTES} random bytes (python3 -c 'import secrets; "
             "print(secrets.token_urlsafe(32))')",
         )
-    login = _secret(settings.login_token)
+    login = _secret(settings.login_token).strip()
     if login and len(login) < MIN_LOGIN_TOKEN_CHARS:
         problems.setdefault(
             "NOTIFY_LOGIN_TOKEN",

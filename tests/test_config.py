@@ -15,3 +15,67 @@ def test_timezone_settings_follow_the_client_timezone_rule(monkeypatch, zone):
 
 def test_timezone_settings_are_canonicalised():
     assert Settings(default_timezone="europe/moscow").default_timezone == "Europe/Moscow"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user:hunter2@sms.example/v1/send",
+        "https://hunter2@sms.example/v1/send",
+        "ftp://sms.example/v1/send",
+        "sms.example/v1/send",
+    ],
+)
+def test_a_sender_url_with_credentials_or_not_http_is_refused_without_quoting_it(url):
+    with pytest.raises(ValidationError) as caught:
+        Settings(sender_url=url)
+    ((location, message),) = [(error["loc"], error["msg"]) for error in caught.value.errors()]
+    assert location == ("sender_url",)
+    assert "hunter2" not in message
+
+
+def test_the_cli_refuses_a_sender_url_with_credentials_in_one_line_without_them(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ) | {"NOTIFY_SENDER_URL": "http://user:hunter2@sms.example/v1/send"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "notifyctl",
+            "--db",
+            f"sqlite:///{tmp_path / 'a.db'}",
+            "daemon",
+            "--check",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "NOTIFY_SENDER_URL" in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://notify.example.com\n",
+        "https://notify.example.com\t",
+        "https://notify.example.com#",
+        "https://notify.example.com?",
+        "http://x y.com",
+        "https://notify.example.com/admin",
+    ],
+)
+def test_a_public_url_with_anything_after_the_site_is_refused(url):
+    with pytest.raises(ValidationError):
+        Settings(public_url=url)
+
+
+def test_a_public_url_of_a_site_is_kept_without_its_slash():
+    assert Settings(public_url="https://notify.example.com:8443/").public_url == (
+        "https://notify.example.com:8443"
+    )

@@ -44,6 +44,10 @@ WEAK = [
     ("NOTIFY_OIDC_CLIENT_SECRET", "change-me"),
     ("NOTIFY_SMTP_PASSWORD", DEMO_MOCK_SECRET),
     ("NOTIFY_REPORT_TO", '["change-me@example.com"]'),
+    # Spaces around a value are no secret: a padded demo value is still the demo value.
+    ("NOTIFY_SENDER_TOKEN", " " + DEMO_SENDER_TOKEN),
+    ("NOTIFY_SESSION_SECRET", " " * 32),
+    ("NOTIFY_LOGIN_TOKEN", " " * 31 + "a"),
 ]
 WEAK_IDS = [f"{name}={value!r:.20}" for name, value in WEAK]
 
@@ -275,3 +279,17 @@ def test_the_login_lines_show_only_a_token_made_up_for_a_local_run(env, generate
     assert "http://127.0.0.1:8000/admin/login?token=" in lines
     if not generated:
         assert "use your NOTIFY_LOGIN_TOKEN" in lines
+
+
+def test_a_weak_password_given_with_db_is_refused_too(tmp_path):
+    url = "postgresql://notifyctl:change-me@127.0.0.1:1/notifyctl"
+    result = notifyctl("--db", url, "client", "list", env=environment())
+    assert_refused(result, "NOTIFY_DATABASE_URL")
+
+
+def test_the_mock_reads_production_mode_from_the_env_file_too(tmp_path):
+    (tmp_path / ".env").write_text("NOTIFY_ENV=prod\n")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "MOCK_"))}
+    weak = {"MOCK_SECRET": "tiny-secret"}
+    result = notifyctl("mock", "--print-token", env=base | weak, cwd=tmp_path)
+    assert_refused(result, "MOCK_SECRET", "tiny-secret")

@@ -31,8 +31,8 @@ class CliState:
             from notifyctl.config import get_settings
 
             settings = get_settings()
-            if self.db_url:
-                settings = settings.model_copy(update={"database_url": self.db_url})
+            if self.db_url:  # validated again: production refuses a weak --db password too
+                settings = type(settings)(**(settings.model_dump() | {"database_url": self.db_url}))
             self._settings = settings
             from notifyctl.logs import configure_logging
 

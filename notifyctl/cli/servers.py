@@ -146,17 +146,21 @@ def mock(
 def _refuse_weak_mock_secret(secret: str | None) -> None:
     """Exit 2 on a MOCK_SECRET left as the placeholder, or, with NOTIFY_ENV=prod, a weak one.
 
-    The mock reads no settings (it stands for an outside system), so NOTIFY_ENV is read
-    from the environment alone, as its MOCK_* variables are.
+    The mock reads no other setting (it stands for an outside system): NOTIFY_ENV comes
+    from the environment or, as for every process, the .env file.
     """
     import os
 
+    from dotenv import dotenv_values
+
     from notifyctl.config import DEMO_VALUES, MIN_SECRET_BYTES, PLACEHOLDER, Environment
 
+    env = os.environ.get("NOTIFY_ENV") or dotenv_values(".env").get("NOTIFY_ENV") or ""
+    secret = secret.strip() if secret is not None else None
     why = None
     if secret is not None and PLACEHOLDER.search(secret):
         why = "it still holds the placeholder 'change-me'"
-    elif os.environ.get("NOTIFY_ENV", "").strip() == Environment.prod:
+    elif env.strip() == Environment.prod:
         if not secret:
             why = "it is unset, so the mock takes its demo token, public in the code"
         elif secret in DEMO_VALUES:
