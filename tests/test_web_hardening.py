@@ -139,3 +139,81 @@ def test_an_unverified_email_is_not_an_allowed_user():
     assert not verifier.allows({"sub": "1", "email": "bob@x.org", "email_verified": False})
     assert not verifier.allows({"sub": "1", "email": "bob@x.org"})
     assert verifier.allows({"sub": "bob@x.org"})
+
+
+@pytest.fixture
+def api_process(tmp_path, sqlite_template):
+    """``notifyctl api`` as users run it, on a free port."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.servers import free_port
+
+    path = tmp_path / "served.db"
+    shutil.copy(sqlite_template, path)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFY_")}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "notifyctl",
+            "--db",
+            f"sqlite:///{path}",
+            "api",
+            "--port",
+            str(port),
+        ],
+        env=env | {"NOTIFY_LOGIN_TOKEN": LOGIN},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    yield port
+    process.terminate()
+    process.wait(20)
+
+
+def _status_of_raw_request(port: int, head: bytes) -> int:
+    """Send ``head`` as it is; the status line of the answer (0 if the server just closed)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        try:
+            connection.sendall(head)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # it stopped reading: fine, if it answered first
+        answer = b""
+        try:
+            while b"\r\n" not in answer:
+                chunk = connection.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+        except ConnectionResetError:
+            pass
+    return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/") else 0
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /healthz?" + b"q" * 4_000_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-Pad-%d: %s\r\n" % (n, b"p" * 1_000_000) for n in range(4))
+        + b"\r\n",
+    ],
+    ids=["4 MB query string", "four 1 MB headers"],
+)
+def test_a_huge_request_head_is_refused_by_the_server(api_process, head):
+    status = _status_of_raw_request(api_process, head)
+    assert status in (0, 400, 414, 431), status
+    ok = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    assert _status_of_raw_request(api_process, ok) == 200  # and it still serves

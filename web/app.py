@@ -91,6 +91,13 @@ def create_app(
     return app
 
 
+#: How ``notifyctl api`` serves the app. h11, not httptools: h11 refuses a request line
+#: and headers over 16 KiB (431/400) where httptools read a 100 MB query string (+200 MB)
+#: or a hundred 1 MB headers, anonymous, before any middleware could say no. The API is
+#: not the hot path (the daemon is), so h11's pure-Python parsing costs little here.
+SERVER_OPTIONS = {"http": "h11", "h11_max_incomplete_event_size": 16 * 1024}
+
+
 def prepare_to_serve() -> None:
     """Tune this process for answering requests while an admin UI import runs in a thread;
     call it once, just before serving.

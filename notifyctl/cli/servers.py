@@ -332,7 +332,7 @@ def api(
     from notifyctl.logs import configure_logging
     from notifyctl.render import info, login_lines
     from notifyctl.services.tokens import new_secret
-    from web.app import create_app, prepare_to_serve
+    from web.app import SERVER_OPTIONS, create_app, prepare_to_serve
 
     given = settings.login_token.get_secret_value() if settings.login_token else ""
     login = given or new_secret()
@@ -346,4 +346,4 @@ def api(
             f"{login_lines(settings, base, token=login, generated=not given)}"
         )
     prepare_to_serve()
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, **SERVER_OPTIONS)
