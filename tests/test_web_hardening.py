@@ -1,6 +1,7 @@
 """A hostile review's findings on the web layer: sign-in faults, headers on every answer,
 a hanging provider, unverified addresses, Host-made redirects."""
 
+import contextlib
 import shutil
 import socket
 import threading
@@ -186,10 +187,8 @@ def api_process(tmp_path, sqlite_template):
 def _status_of_raw_request(port: int, head: bytes) -> int:
     """Send ``head`` as it is; the status line of the answer (0 if the server just closed)."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
-        try:
-            connection.sendall(head)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # it stopped reading: fine, if it answered first
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            connection.sendall(head)  # it may stop reading: fine, if it answered first
         answer = b""
         try:
             while b"\r\n" not in answer:
