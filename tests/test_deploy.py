@@ -547,3 +547,10 @@ def test_the_compose_services_run_as_plain_processes(empty_postgres, tmp_path):
     # uvicorn shuts down gracefully, then re-raises the SIGTERM it caught (-15).
     assert codes["daemon"] == 0
     assert {codes["api"], codes["mock"]} <= {0, -signal.SIGTERM}
+
+
+def test_the_ingress_lets_an_upload_as_large_as_the_api_takes(base):
+    ingress = by_kind(base, "Ingress")["notifyctl-api"]
+    size = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+    assert size.endswith("m")
+    assert int(size[:-1]) * 2**20 >= Settings().max_upload_bytes
