@@ -31,6 +31,11 @@ def _zones_by_folded_name() -> dict[str, str]:
     return {name.casefold(): name for name in names if name.casefold() not in NOT_ZONES}
 
 
+def zone_names() -> list[str]:
+    """Every zone name ``zone_name`` accepts, sorted (for shell completion)."""
+    return sorted(_zones_by_folded_name().values())
+
+
 def zone_name(raw: str) -> str | None:
     """The IANA zone ``raw`` names (case corrected), or None for anything else.
 

@@ -8,16 +8,17 @@ import typer
 
 from notifyctl import __version__
 from notifyctl.cli import clients, database, logs, mailings, report, servers, stats, tokens
-from notifyctl.cli.context import NotifyGroup, state
+from notifyctl.cli.command import NotifyTyper
+from notifyctl.cli.context import state
 
-app = typer.Typer(
+app = NotifyTyper(
     name="notifyctl",
-    cls=NotifyGroup,
     help="Manage clients and mailings, and deliver every message inside its time frame.",
     epilog="Settings come from NOTIFY_* environment variables or a .env file; see the README.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    # --install-completion / --show-completion: bash, zsh, fish, PowerShell.
+    add_completion=True,
 )
 app.add_typer(clients.app, name="client")
 app.add_typer(mailings.app, name="mailing")
@@ -44,6 +45,7 @@ def root(
     db: str | None = typer.Option(
         None,
         "--db",
+        metavar="URL",
         envvar="NOTIFY_DATABASE_URL",
         help="Database URL: sqlite:///path.db or postgresql://user@host/db "
         "(default: a SQLite file in your user data directory).",

@@ -4,22 +4,36 @@ from pathlib import Path
 
 import typer
 
+from notifyctl.cli.command import NotifyTyper
 from notifyctl.cli.context import error, state
 
-app = typer.Typer(help="Create, change, delete, list and import clients.", no_args_is_help=True)
+app = NotifyTyper(help="Create, change, delete, list and import clients.", no_args_is_help=True)
 
 PHONE_HELP = "Phone, 7 followed by 10 digits; '+7 (916) 123-45-67' is accepted."
 OPERATOR_HELP = "3-digit operator code (default: the phone's digits 2-4)."
 TZ_HELP = "IANA timezone such as Europe/Moscow (default: NOTIFY_DEFAULT_TIMEZONE)."
+CLIENT_ID = typer.Argument(..., metavar="ID", help="The client's id (see client list).")
+
+
+def complete_zone(incomplete: str) -> list[str]:
+    """Shell completion of --tz: the zone names that start with what was typed."""
+    from notifyctl.timeutil import zone_names
+
+    folded = incomplete.casefold()
+    return [name for name in zone_names() if name.casefold().startswith(folded)]
 
 
 @app.command("create")
 def create(
     ctx: typer.Context,
-    phone: str = typer.Option(..., "--phone", help=PHONE_HELP),
-    operator: str | None = typer.Option(None, "--operator", help=OPERATOR_HELP),
-    tag: str = typer.Option("", "--tag", help="Free-text label, up to 64 characters."),
-    tz: str | None = typer.Option(None, "--tz", help=TZ_HELP),
+    phone: str = typer.Option(..., "--phone", metavar="PHONE", help=PHONE_HELP),
+    operator: str | None = typer.Option(None, "--operator", metavar="CODE", help=OPERATOR_HELP),
+    tag: str = typer.Option(
+        "", "--tag", metavar="TAG", help="Free-text label, up to 64 characters."
+    ),
+    tz: str | None = typer.Option(
+        None, "--tz", metavar="ZONE", help=TZ_HELP, autocompletion=complete_zone
+    ),
 ) -> None:
     """Add a client and print its id.
 
@@ -41,11 +55,13 @@ def create(
 @app.command("update")
 def update(
     ctx: typer.Context,
-    client_id: int = typer.Argument(..., metavar="ID"),
-    phone: str | None = typer.Option(None, "--phone", help=PHONE_HELP),
-    operator: str | None = typer.Option(None, "--operator", help=OPERATOR_HELP),
-    tag: str | None = typer.Option(None, "--tag", help="New label ('' clears it)."),
-    tz: str | None = typer.Option(None, "--tz", help="New IANA timezone."),
+    client_id: int = CLIENT_ID,
+    phone: str | None = typer.Option(None, "--phone", metavar="PHONE", help=PHONE_HELP),
+    operator: str | None = typer.Option(None, "--operator", metavar="CODE", help=OPERATOR_HELP),
+    tag: str | None = typer.Option(None, "--tag", metavar="TAG", help="New label ('' clears it)."),
+    tz: str | None = typer.Option(
+        None, "--tz", metavar="ZONE", help="New IANA timezone.", autocompletion=complete_zone
+    ),
 ) -> None:
     """Change the given fields of a client; a new phone re-derives the operator unless given.
 
@@ -63,7 +79,7 @@ def update(
 
 
 @app.command("delete")
-def delete(ctx: typer.Context, client_id: int = typer.Argument(..., metavar="ID")) -> None:
+def delete(ctx: typer.Context, client_id: int = CLIENT_ID) -> None:
     """Delete a client; its unsent messages are cancelled, sent ones stay in the statistics.
 
     Example: notifyctl client delete 12
@@ -80,13 +96,17 @@ def delete(ctx: typer.Context, client_id: int = typer.Argument(..., metavar="ID"
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    tag: str | None = typer.Option(None, "--tag", help="Only clients with this tag."),
-    operator: str | None = typer.Option(None, "--operator", help="Only this operator code."),
-    phone: str | None = typer.Option(
-        None, "--phone", help="Only phones starting with these digits."
+    tag: str | None = typer.Option(
+        None, "--tag", metavar="TAG", help="Only clients with this tag."
     ),
-    limit: int = typer.Option(100, "--limit", help="Rows per page (1-1000)."),
-    offset: int = typer.Option(0, "--offset", help="Rows to skip."),
+    operator: str | None = typer.Option(
+        None, "--operator", metavar="CODE", help="Only this operator code."
+    ),
+    phone: str | None = typer.Option(
+        None, "--phone", metavar="DIGITS", help="Only phones starting with these digits."
+    ),
+    limit: int = typer.Option(100, "--limit", metavar="N", help="Rows per page (1-1000)."),
+    offset: int = typer.Option(0, "--offset", metavar="N", help="Rows to skip."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (as GET /api/v1/clients)."),
 ) -> None:
     """List clients in id order, a page at a time.
@@ -122,7 +142,7 @@ def list_(
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    path: Path = typer.Argument(..., metavar="FILE.csv", help="CSV with a header line."),
+    path: Path = typer.Argument(..., metavar="FILE", help="CSV with a header line."),
     skip_invalid: bool = typer.Option(
         False, "--skip-invalid", help="Import the valid rows even if some are bad."
     ),

@@ -1,13 +1,12 @@
-"""What every command shares: settings (with ``--db``), the engine, one error path."""
+"""What every command shares: settings (with ``--db``), the engine, messages."""
 
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
-from typer.core import TyperGroup
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -69,43 +68,3 @@ def state(ctx: typer.Context) -> CliState:
 def error(message: str) -> None:
     """Print one line on stderr."""
     print(f"error: {message}", file=sys.stderr)
-
-
-class NotifyGroup(TyperGroup):
-    """The root command group: turns every error a user can cause into one line and an exit code.
-
-    Domain errors map to the codes in ``notifyctl.errors``; settings that fail validation
-    exit 2; anything unexpected is reported in one line (exit 1), with the traceback
-    only under ``-v``.
-    """
-
-    def invoke(self, ctx: Any) -> Any:
-        from notifyctl.errors import NotifyError
-
-        try:
-            return super().invoke(ctx)
-        except NotifyError as exc:
-            error(str(exc))
-            raise typer.Exit(exc.exit_code) from exc
-        except (typer.Exit, typer.Abort, typer.TyperException, KeyboardInterrupt):
-            raise  # usage errors and exits: typer prints and exits as usual
-        except Exception as exc:
-            if _is_validation_error(exc):
-                error(f"invalid setting: {_first_validation_problem(exc)}")
-                raise typer.Exit(2) from exc
-            if isinstance(ctx.obj, CliState) and ctx.obj.verbose:
-                raise
-            error(f"unexpected {type(exc).__name__}: {exc} (run with -v for the traceback)")
-            raise typer.Exit(1) from exc
-
-
-def _is_validation_error(exc: Exception) -> bool:
-    return type(exc).__name__ == "ValidationError" and hasattr(exc, "errors")
-
-
-def _first_validation_problem(exc: Any) -> str:
-    problem = exc.errors()[0]
-    message = str(problem.get("msg")).removeprefix("Value error, ")
-    where = ".".join(str(part) for part in problem.get("loc", ()))
-    # A rule across several settings has no one place; its message names the variables.
-    return f"NOTIFY_{where.upper()}: {message}" if where else message

@@ -2,10 +2,11 @@
 
 import typer
 
+from notifyctl.cli.command import NotifyTyper
 from notifyctl.cli.context import state
 from notifyctl.render import info
 
-app = typer.Typer(help="Database schema: apply migrations.", no_args_is_help=True)
+app = NotifyTyper(help="Database schema: apply migrations.", no_args_is_help=True)
 
 
 @app.command("upgrade")

@@ -10,14 +10,23 @@ from notifyctl.cli.context import state
 
 def logs(
     ctx: typer.Context,
-    mailing: int | None = typer.Option(None, "--mailing", help="Lines about this mailing."),
-    message: int | None = typer.Option(None, "--message", help="Lines about this message."),
-    client: int | None = typer.Option(None, "--client", help="Lines about this client."),
+    mailing: int | None = typer.Option(
+        None, "--mailing", metavar="ID", help="Lines about this mailing."
+    ),
+    message: int | None = typer.Option(
+        None, "--message", metavar="ID", help="Lines about this message."
+    ),
+    client: int | None = typer.Option(
+        None, "--client", metavar="ID", help="Lines about this client."
+    ),
     follow: bool = typer.Option(
         False, "--follow", "-f", help="Keep printing new lines as they are written (Ctrl-C ends)."
     ),
     file: Path | None = typer.Option(
-        None, "--file", help="The JSON log file (default: NOTIFY_LOG_FILE)."
+        None,
+        "--file",
+        metavar="FILE",
+        help="The JSON log file (default: NOTIFY_LOG_FILE).",
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print the matching JSON lines as they are."

@@ -2,9 +2,10 @@
 
 import typer
 
+from notifyctl.cli.command import NotifyTyper
 from notifyctl.cli.context import state
 
-app = typer.Typer(
+app = NotifyTyper(
     help="Create, change, pause, cancel, delete and list mailings.", no_args_is_help=True
 )
 
@@ -15,6 +16,7 @@ TIME_HELP = (
 OPERATOR_HELP = "Send only to this operator code; repeat for several ('' clears the list)."
 TAG_HELP = "Send only to clients with this tag; repeat for several ('' clears the list)."
 WINDOW_HELP = "Send only while the client's local time is in HH:MM-HH:MM (22:00-06:00 wraps)."
+MAILING_ID = typer.Argument(..., metavar="ID", help="The mailing's id (see mailing list).")
 
 
 def _cleaned(values: list[str] | None) -> list[str] | None:
@@ -24,12 +26,18 @@ def _cleaned(values: list[str] | None) -> list[str] | None:
 @app.command("create")
 def create(
     ctx: typer.Context,
-    text: str = typer.Option(..., "--text", help="The message, 1-1000 characters."),
-    start: str = typer.Option(..., "--start", help="When sending starts. " + TIME_HELP),
-    end: str = typer.Option(..., "--end", help="When sending stops for good. " + TIME_HELP),
-    operator: list[str] | None = typer.Option(None, "--operator", help=OPERATOR_HELP),
-    tag: list[str] | None = typer.Option(None, "--tag", help=TAG_HELP),
-    window: str | None = typer.Option(None, "--window", help=WINDOW_HELP),
+    text: str = typer.Option(..., "--text", metavar="TEXT", help="The message, 1-1000 characters."),
+    start: str = typer.Option(
+        ..., "--start", metavar="TIME", help="When sending starts. " + TIME_HELP
+    ),
+    end: str = typer.Option(
+        ..., "--end", metavar="TIME", help="When sending stops for good. " + TIME_HELP
+    ),
+    operator: list[str] | None = typer.Option(
+        None, "--operator", metavar="CODE", help=OPERATOR_HELP
+    ),
+    tag: list[str] | None = typer.Option(None, "--tag", metavar="TAG", help=TAG_HELP),
+    window: str | None = typer.Option(None, "--window", metavar="HH:MM-HH:MM", help=WINDOW_HELP),
 ) -> None:
     """Create a mailing and print its id; the daemon starts it at --start.
 
@@ -57,13 +65,17 @@ def create(
 @app.command("update")
 def update(
     ctx: typer.Context,
-    mailing_id: int = typer.Argument(..., metavar="ID"),
-    text: str | None = typer.Option(None, "--text", help="New text."),
-    start: str | None = typer.Option(None, "--start", help="New start. " + TIME_HELP),
-    end: str | None = typer.Option(None, "--end", help="New end. " + TIME_HELP),
-    operator: list[str] | None = typer.Option(None, "--operator", help=OPERATOR_HELP),
-    tag: list[str] | None = typer.Option(None, "--tag", help=TAG_HELP),
-    window: str | None = typer.Option(None, "--window", help=WINDOW_HELP),
+    mailing_id: int = MAILING_ID,
+    text: str | None = typer.Option(None, "--text", metavar="TEXT", help="New text."),
+    start: str | None = typer.Option(
+        None, "--start", metavar="TIME", help="New start. " + TIME_HELP
+    ),
+    end: str | None = typer.Option(None, "--end", metavar="TIME", help="New end. " + TIME_HELP),
+    operator: list[str] | None = typer.Option(
+        None, "--operator", metavar="CODE", help=OPERATOR_HELP
+    ),
+    tag: list[str] | None = typer.Option(None, "--tag", metavar="TAG", help=TAG_HELP),
+    window: str | None = typer.Option(None, "--window", metavar="HH:MM-HH:MM", help=WINDOW_HELP),
     no_window: bool = typer.Option(False, "--no-window", help="Remove the send window."),
 ) -> None:
     """Change a mailing that has not ended; unsent messages follow the change at once.
@@ -104,7 +116,7 @@ def update(
 def _steering_command(action: str, service_name: str, doc: str) -> None:
     """Register ``notifyctl mailing ACTION ID``, a call of one mailing service function."""
 
-    def command(ctx: typer.Context, mailing_id: int = typer.Argument(..., metavar="ID")) -> None:
+    def command(ctx: typer.Context, mailing_id: int = MAILING_ID) -> None:
         from notifyctl.render import info
         from notifyctl.services import mailings
 
@@ -148,8 +160,8 @@ _steering_command(
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    limit: int = typer.Option(100, "--limit", help="Rows per page (1-1000)."),
-    offset: int = typer.Option(0, "--offset", help="Rows to skip."),
+    limit: int = typer.Option(100, "--limit", metavar="N", help="Rows per page (1-1000)."),
+    offset: int = typer.Option(0, "--offset", metavar="N", help="Rows to skip."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (as GET /api/v1/mailings)."),
 ) -> None:
     """List mailings, newest first.

@@ -2,13 +2,16 @@
 
 import typer
 
+from notifyctl.cli.command import NotifyTyper
 from notifyctl.cli.context import state
 
-app = typer.Typer(
+app = NotifyTyper(
     help="The statistics report of the last 24 hours (the daemon emails it daily).",
     no_args_is_help=True,
 )
-HOURS = typer.Option(24, "--hours", min=1, max=24 * 366, help="How far back the report looks.")
+HOURS = typer.Option(
+    24, "--hours", metavar="N", min=1, max=24 * 366, help="How far back the report looks."
+)
 
 
 def _build(ctx: typer.Context, hours: int):

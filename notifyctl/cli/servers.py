@@ -7,14 +7,25 @@ from notifyctl.cli.context import error, state
 
 def mock(
     host: str = typer.Option(
-        "127.0.0.1", "--host", envvar="MOCK_HOST", show_envvar=True, help="Address to listen on."
+        "127.0.0.1",
+        "--host",
+        metavar="HOST",
+        envvar="MOCK_HOST",
+        show_envvar=True,
+        help="Address to listen on.",
     ),
     port: int = typer.Option(
-        8001, "--port", envvar="MOCK_PORT", show_envvar=True, help="Port to listen on."
+        8001,
+        "--port",
+        metavar="PORT",
+        envvar="MOCK_PORT",
+        show_envvar=True,
+        help="Port to listen on.",
     ),
     secret: str | None = typer.Option(
         None,
         "--secret",
+        metavar="SECRET",
         envvar="MOCK_SECRET",
         show_envvar=True,
         help="HS256 secret valid tokens are signed with; when set, the demo token stops working.",
@@ -22,6 +33,7 @@ def mock(
     latency_ms: float = typer.Option(
         0.0,
         "--latency-ms",
+        metavar="MS",
         envvar="MOCK_LATENCY_MS",
         show_envvar=True,
         help="Fixed delay before each answer, e.g. 200.",
@@ -29,6 +41,7 @@ def mock(
     jitter_ms: float = typer.Option(
         0.0,
         "--jitter-ms",
+        metavar="MS",
         envvar="MOCK_JITTER_MS",
         show_envvar=True,
         help="Extra random delay, uniform in 0..N ms.",
@@ -36,6 +49,7 @@ def mock(
     error_rate: float = typer.Option(
         0.0,
         "--error-rate",
+        metavar="SHARE",
         envvar="MOCK_ERROR_RATE",
         show_envvar=True,
         help="Share of requests answered 500/502/503, e.g. 0.1.",
@@ -43,6 +57,7 @@ def mock(
     garbage_rate: float = typer.Option(
         0.0,
         "--garbage-rate",
+        metavar="SHARE",
         envvar="MOCK_GARBAGE_RATE",
         show_envvar=True,
         help="Share answered 200 with a broken or wrong body.",
@@ -50,6 +65,7 @@ def mock(
     drop_rate: float = typer.Option(
         0.0,
         "--drop-rate",
+        metavar="SHARE",
         envvar="MOCK_DROP_RATE",
         show_envvar=True,
         help="Share whose connection is closed without an answer.",
@@ -57,6 +73,7 @@ def mock(
     rate_limit: float | None = typer.Option(
         None,
         "--rate-limit",
+        metavar="PER_SECOND",
         envvar="MOCK_RATE_LIMIT",
         show_envvar=True,
         help="Requests per second above which 429 comes.",
@@ -64,6 +81,7 @@ def mock(
     retry_after: float | None = typer.Option(
         None,
         "--retry-after",
+        metavar="SECONDS",
         envvar="MOCK_RETRY_AFTER",
         show_envvar=True,
         help="Seconds in the Retry-After header of a 429 (default 1).",
@@ -71,6 +89,7 @@ def mock(
     error_body_bytes: int | None = typer.Option(
         None,
         "--error-body-bytes",
+        metavar="BYTES",
         envvar="MOCK_ERROR_BODY_BYTES",
         show_envvar=True,
         help="Pad the bodies of 5xx and 429 answers to this many bytes (a huge answer).",
@@ -78,6 +97,7 @@ def mock(
     outage_seconds: float | None = typer.Option(
         None,
         "--outage-seconds",
+        metavar="SECONDS",
         envvar="MOCK_OUTAGE_SECONDS",
         show_envvar=True,
         help="Refuse everything (503) for this long, from --outage-at or start-up.",
@@ -85,6 +105,7 @@ def mock(
     outage_at: str | None = typer.Option(
         None,
         "--outage-at",
+        metavar="TIME",
         envvar="MOCK_OUTAGE_AT",
         show_envvar=True,
         help="ISO-8601 start of the outage.",
@@ -92,6 +113,7 @@ def mock(
     seed: int | None = typer.Option(
         None,
         "--seed",
+        metavar="N",
         envvar="MOCK_SEED",
         show_envvar=True,
         help="Seed the fault dice, for repeatable runs.",
@@ -187,6 +209,7 @@ def daemon(
     workers: int | None = typer.Option(
         None,
         "--workers",
+        metavar="N",
         min=1,
         max=64,
         help="Sender processes, each with NOTIFY_CONCURRENCY in flight: one per spare core "
@@ -306,12 +329,18 @@ def api(
     host: str = typer.Option(
         "127.0.0.1",
         "--host",
+        metavar="HOST",
         envvar="NOTIFY_API_HOST",
         show_envvar=True,
         help="Address to listen on.",
     ),
     port: int = typer.Option(
-        8000, "--port", envvar="NOTIFY_API_PORT", show_envvar=True, help="Port to listen on."
+        8000,
+        "--port",
+        metavar="PORT",
+        envvar="NOTIFY_API_PORT",
+        show_envvar=True,
+        help="Port to listen on.",
     ),
     child: bool = typer.Option(False, "--child", hidden=True),  # of `up`, which says it all
 ) -> None:

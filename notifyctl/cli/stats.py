@@ -8,12 +8,19 @@ from notifyctl.render import STATUS_ORDER
 
 def stats(
     ctx: typer.Context,
-    mailing_id: int | None = typer.Argument(None, metavar="[ID]", help="One mailing in detail."),
+    mailing_id: int | None = typer.Argument(None, metavar="ID", help="One mailing in detail."),
     status: str | None = typer.Option(
-        None, "--status", help="With ID: only messages of this status."
+        None,
+        "--status",
+        metavar="STATUS",
+        help="With ID: only messages of this status (sent, pending, sending, failed, "
+        "expired, cancelled).",
+        autocompletion=lambda: list(STATUS_ORDER),
     ),
-    limit: int = typer.Option(100, "--limit", help="With ID: messages per page (1-1000)."),
-    offset: int = typer.Option(0, "--offset", help="With ID: messages to skip."),
+    limit: int = typer.Option(
+        100, "--limit", metavar="N", help="With ID: messages per page (1-1000)."
+    ),
+    offset: int = typer.Option(0, "--offset", metavar="N", help="With ID: messages to skip."),
     as_json: bool = typer.Option(
         False, "--json", help="Print JSON (as GET /api/v1/stats or /mailings/ID/stats)."
     ),

@@ -2,14 +2,16 @@
 
 import typer
 
+from notifyctl.cli.command import NotifyTyper
 from notifyctl.cli.context import state
 
-app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
+app = NotifyTyper(help="Create, list and revoke API tokens.", no_args_is_help=True)
 
 
 @app.command("create")
 def create(
-    ctx: typer.Context, name: str = typer.Argument(..., help="A name to tell it by.")
+    ctx: typer.Context,
+    name: str = typer.Argument(..., metavar="NAME", help="A name to tell it by."),
 ) -> None:
     """Create a token and print it, alone, on stdout. It is shown only this once.
 
@@ -65,7 +67,9 @@ def list_(
 
 
 @app.command("revoke")
-def revoke(ctx: typer.Context, name: str = typer.Argument(..., help="The token's name.")) -> None:
+def revoke(
+    ctx: typer.Context, name: str = typer.Argument(..., metavar="NAME", help="The token's name.")
+) -> None:
     """Revoke a token: it stops working at once.
 
     Example: notifyctl token revoke deploy-script

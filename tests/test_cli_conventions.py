@@ -1,0 +1,113 @@
+"""The command line keeps the conventions people expect of one (issue 15): shell completion
+and help that names values.
+
+What is about the process (its exit code, its stderr, its terminal, its pipe) runs
+``python -m notifyctl`` as a real process.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from notifyctl.cli import app
+from tests.test_docs import all_commands
+
+
+def notifyctl(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "notifyctl", *args],
+        capture_output=True,
+        text=True,
+        env=env or dict(os.environ),
+        stdin=kwargs.pop("stdin", subprocess.DEVNULL),
+        check=False,
+        **kwargs,
+    )
+
+
+def one_line(result, code: int, line: str) -> None:
+    assert (result.returncode, result.stderr) == (code, line + "\n")
+
+
+# --- completion -----------------------------------------------------------------------
+
+
+def test_install_completion_sets_up_bash_to_complete_commands_and_zones(tmp_path):
+    """Run as a user of bash would (the shell is told by the parent process), with a
+    HOME of its own; then bash, reading that HOME's .bashrc, completes our words."""
+    home, bin_dir = tmp_path / "home", tmp_path / "bin"
+    home.mkdir()
+    bin_dir.mkdir()
+    shim = bin_dir / "notifyctl"
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m notifyctl "$@"\n')
+    shim.chmod(0o755)
+    env = dict(os.environ) | {
+        "HOME": str(home),
+        "SHELL": "/bin/bash",
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+    }
+    installed = subprocess.run(
+        ["bash", "-c", "notifyctl --install-completion"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert installed.returncode == 0, installed.stderr
+    assert "bash completion installed" in installed.stdout
+    complete = (
+        "source ~/.bashrc; "
+        "COMP_WORDS=(notifyctl cli); COMP_CWORD=1; _notifyctl_completion notifyctl; "
+        'echo "${COMPREPLY[@]}"; '
+        "COMP_WORDS=(notifyctl client create --tz Europe/Mosc); COMP_CWORD=4; "
+        '_notifyctl_completion notifyctl; echo "${COMPREPLY[@]}"'
+    )
+    completed = subprocess.run(
+        ["bash", "-c", complete], capture_output=True, text=True, env=env, check=False
+    )
+    assert completed.stdout.splitlines() == ["client", "Europe/Moscow"], completed.stderr
+
+
+# --- help -------------------------------------------------------------------------------
+
+PYTHON_TYPE = re.compile(r"<(?:str|int|float|bool|path|datetime|list\[[^\]]*\])>")
+
+
+@pytest.mark.parametrize(
+    "path", [p for p, _ in all_commands()], ids=lambda p: " ".join(p) if p else "notifyctl"
+)
+def test_help_names_values_never_python_types(path):
+    result = CliRunner().invoke(app, [*path, "--help"], prog_name="notifyctl")
+    assert result.exit_code == 0
+    usage = result.stdout.splitlines()[0]
+    assert "{" not in usage
+    assert "[[" not in usage
+    assert not PYTHON_TYPE.search(result.stdout), result.stdout
+
+
+@pytest.mark.parametrize(
+    ("path", "shown"),
+    [
+        (["client", "create"], "--tz ZONE"),
+        (["client", "create"], "--phone PHONE"),
+        (["client", "delete"], "Usage: notifyctl client delete [OPTIONS] ID"),
+        (["client", "import"], "Usage: notifyctl client import [OPTIONS] FILE"),
+        (["mailing", "create"], "--end TIME"),
+        (["mailing", "create"], "--window HH:MM-HH:MM"),
+        (["stats"], "Usage: notifyctl stats [OPTIONS] [ID]"),
+        (["logs"], "--mailing ID"),
+        ([], "--db URL"),
+    ],
+)
+def test_help_shows_readable_placeholders(path, shown):
+    result = CliRunner().invoke(app, [*path, "--help"], prog_name="notifyctl")
+    assert shown in result.stdout
+
+
+def test_a_flag_shows_no_placeholder():
+    result = CliRunner().invoke(app, ["mailing", "list", "--help"], prog_name="notifyctl")
+    assert re.search(r"^\s+--json\s+Print JSON", result.stdout, re.MULTILINE), result.stdout
