@@ -41,7 +41,7 @@ def test_bad_phone_is_one_line_on_stderr_and_exit_2(cli):
     assert result.exit_code == 2
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1
-    assert result.stderr.startswith("error: phone:")
+    assert result.stderr.startswith("error: --phone:")
 
 
 def test_duplicate_phone_exits_4_and_unknown_id_exits_3(cli):

@@ -1,5 +1,5 @@
-"""The command line keeps the conventions people expect of one (issue 15): shell completion
-and help that names values.
+"""The command line keeps the conventions people expect of one (issue 15): shell completion,
+help that names values, and one error style naming the option typed.
 
 What is about the process (its exit code, its stderr, its terminal, its pipe) runs
 ``python -m notifyctl`` as a real process.
@@ -111,3 +111,62 @@ def test_help_shows_readable_placeholders(path, shown):
 def test_a_flag_shows_no_placeholder():
     result = CliRunner().invoke(app, ["mailing", "list", "--help"], prog_name="notifyctl")
     assert re.search(r"^\s+--json\s+Print JSON", result.stdout, re.MULTILINE), result.stdout
+
+
+# --- one error style --------------------------------------------------------------------
+
+
+def test_a_value_a_service_refuses_names_the_option_typed(tmp_path):
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    result = notifyctl(
+        "--db", db, "client", "create", "--phone", "79161234567", "--tz", "Mars/Base"
+    )
+    one_line(result, 2, "error: --tz: 'Mars/Base' is not an IANA timezone such as Europe/Moscow")
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["client", "create"], "error: --phone: is required"),
+        (
+            ["client", "list", "--bogus"],
+            "error: no such option: --bogus (see 'notifyctl client list --help')",
+        ),
+        (["nosuch"], "error: no such command 'nosuch' (see 'notifyctl --help')"),
+        (
+            ["client", "update", "twelve"],
+            "error: ID: input should be a valid integer, unable to parse string as an integer",
+        ),
+        (
+            ["report", "show", "--hours", "0"],
+            "error: --hours: input should be greater than or equal to 1",
+        ),
+    ],
+)
+def test_usage_errors_are_one_line_in_the_same_style_exit_2(tmp_path, args, line):
+    result = notifyctl("--db", f"sqlite:///{tmp_path / 'x.db'}", *args)
+    one_line(result, 2, line)
+    assert result.stdout == ""
+
+
+def test_errors_name_the_options_typed(cli):
+    """The services name their fields (timezone, end_at, filter.operator_codes); the
+    command line reports the option that carried the value."""
+    times = ("--start", "now", "--end", "now+1h")
+    cases = [
+        (["client", "create", "--phone", "12"], "--phone"),
+        (["client", "create", "--phone", "79161234567", "--operator", "1"], "--operator"),
+        (["client", "create", "--phone", "79161234567", "--tz", "Mars/Base"], "--tz"),
+        (["client", "list", "--limit", "0"], "--limit"),
+        (["mailing", "create", "--text", "x", "--start", "now", "--end", "now-1h"], "--end"),
+        (["mailing", "create", "--text", "x", *times, "--operator", "12"], "--operator"),
+        (["mailing", "create", "--text", "x", *times, "--tag", "t" * 65], "--tag"),
+        (["mailing", "create", "--text", "x", *times, "--window", "09:00-09:00"], "--window"),
+        (["mailing", "create", "--text", " ", *times], "--text"),
+        (["stats", "1", "--status", "lost"], "--status"),
+        (["mailing", "pause", "7"], "ID"),
+    ]
+    for args, option in cases:
+        result = cli(*args)
+        assert result.stderr.startswith(f"error: {option}: "), (args, result.stderr)
+        assert result.stderr.count("\n") == 1

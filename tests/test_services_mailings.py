@@ -194,7 +194,7 @@ def test_new_filter_on_an_activated_mailing_adds_and_drops_clients(session):
 
 def test_update_validates_the_merged_times_and_window(session):
     mailing = add_mailing(session, starts_in=timedelta(hours=1))
-    with pytest.raises(InvalidInput, match="later than start_at"):
+    with pytest.raises(InvalidInput, match="later than the start"):
         mailings.update_mailing(
             session=session,
             mailing_id=mailing.id,

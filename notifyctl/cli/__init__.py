@@ -16,6 +16,7 @@ app = NotifyTyper(
     help="Manage clients and mailings, and deliver every message inside its time frame.",
     epilog="Settings come from NOTIFY_* environment variables or a .env file; see the README.",
     no_args_is_help=True,
+    # Errors are one line (NotifyGroup.main): never Typer's rich traceback.
     pretty_exceptions_enable=False,
     # --install-completion / --show-completion: bash, zsh, fish, PowerShell.
     add_completion=True,

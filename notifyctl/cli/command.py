@@ -1,17 +1,41 @@
 """The classes every ``notifyctl`` command is built from: readable help, one error path.
 
-Typer builds each command from a function. These classes change how it shows them:
-help names a value by what it is (``--tz ZONE``, ``ID``, ``[ID]``), never by its Python
-type (``<str>``, ``<list[str]>``, ``{ID}``), and a flag takes no value and shows none.
-Help is Click's plain layout, whose paragraphs re-flow to the terminal.
+Typer builds each command from a function; these classes change what it builds in
+two ways:
+
+- Help names a value by what it is (``--tz ZONE``, ``ID``, ``[ID]``), never by its Python
+  type (``<str>``, ``<list[str]>``, ``{ID}``); a flag takes no value and shows none.
+- Every error is one line on stderr, ``error: --tz: 'Mars/Base' is not an IANA timezone
+  …``, with the exit code of the README's table: the domain errors of the services,
+  Typer's own usage errors (no boxed panels), a refused setting, anything unexpected (the
+  traceback only with ``-v``). A field a service names (``timezone``, ``end_at``) is
+  reported as the option or argument of the command that was typed (``--tz``, ``--end``).
 """
 
+import sys
 from typing import Any
 
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from notifyctl.cli.context import CliState, error
+
+#: Exit code of a prompt answered no (or Ctrl-C at a prompt): nothing was done.
+ABORTED = 1
+
+#: Fields the services name (shared with the REST API) that the command line spells
+#: differently. A field not here is looked up as ``--field`` or as an argument's name.
+OPTION_OF_FIELD = {
+    "timezone": "--tz",
+    "operator_code": "--operator",
+    "filter.operator_codes": "--operator",
+    "filter.tags": "--tag",
+    "start_at": "--start",
+    "end_at": "--end",
+    "send_window": "--window",
+    "send_window.start": "--window",
+    "send_window.end": "--window",
+}
 
 
 class _Argument(TyperArgument):
@@ -50,42 +74,58 @@ def _readable(params: list[Any]) -> list[Any]:
 
 
 class NotifyCommand(TyperCommand):
-    """A command with readable help."""
+    """A command with readable help whose errors name the options as typed."""
 
     def get_params(self, ctx: Any) -> list[Any]:
         return _readable(super().get_params(ctx))
 
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException, KeyboardInterrupt):
+            raise  # exits, and Typer's usage errors: NotifyGroup.main reports those
+        except Exception as exc:
+            code = explain(exc, params=self.params, verbose=_verbose(ctx))
+            raise typer.Exit(code) from exc
+
 
 class NotifyGroup(TyperGroup):
-    """A command group with readable help; as the root, it turns every error a user can
-    cause into one line and an exit code.
+    """A command group with readable help; as the root, the one place errors end up.
 
-    Domain errors map to the codes in ``notifyctl.errors``; settings that fail validation
-    exit 2; anything unexpected is reported in one line (exit 1), with the traceback
-    only under ``-v``.
+    The root's ``main`` runs Typer in non-standalone mode and reports what comes out of
+    it (usage errors, an aborted prompt) in the same one-line style as the commands'
+    errors.
     """
 
     def get_params(self, ctx: Any) -> list[Any]:
         return _readable(super().get_params(ctx))
 
     def invoke(self, ctx: Any) -> Any:
-        from notifyctl.errors import NotifyError
-
         try:
             return super().invoke(ctx)
-        except NotifyError as exc:
-            error(str(exc))
-            raise typer.Exit(exc.exit_code) from exc
         except (typer.Exit, typer.Abort, typer.TyperException, KeyboardInterrupt):
-            raise  # usage errors and exits: typer prints and exits as usual
-        except Exception as exc:
-            if _is_validation_error(exc):
-                error(f"invalid setting: {_first_validation_problem(exc)}")
-                raise typer.Exit(2) from exc
-            if isinstance(ctx.obj, CliState) and ctx.obj.verbose:
-                raise
-            error(f"unexpected {type(exc).__name__}: {exc} (run with -v for the traceback)")
-            raise typer.Exit(1) from exc
+            raise
+        except Exception as exc:  # (the root's own callback; commands report their own)
+            raise typer.Exit(explain(exc, verbose=_verbose(ctx))) from exc
+
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            # Non-standalone Typer returns the code of a typer.Exit; our commands return
+            # nothing.
+            code = result if isinstance(result, int) else 0
+        except (typer.TyperException, typer.Abort) as exc:
+            code = explain(exc)
+        if not standalone_mode:
+            return code
+        sys.exit(code)
 
 
 class NotifyTyper(typer.Typer):
@@ -101,7 +141,88 @@ class NotifyTyper(typer.Typer):
         return super().command(*args, **kwargs)
 
 
-def _is_validation_error(exc: Exception) -> bool:
+def explain(exc: BaseException, *, params: list[Any] | None = None, verbose: bool = False) -> int:
+    """Say what went wrong in one line on stderr; return the exit code.
+
+    ``params`` are the parameters of the command that ran, to name the option a
+    service's field came from. Anything unexpected is re-raised under ``-v``.
+    """
+    from notifyctl.errors import InvalidInput, NotifyError
+
+    if isinstance(exc, NotifyError):
+        where = typed_name(exc.field, params or []) if exc.field else None
+        if where is None and isinstance(exc, InvalidInput):
+            where = exc.field  # a field no option names: still say which
+        error(f"{where}: {exc.message}" if where else exc.message)
+        return exc.exit_code
+    if isinstance(exc, typer.Abort):
+        error("aborted; nothing was changed")
+        return ABORTED
+    if isinstance(exc, typer.TyperException):
+        return _usage_error(exc)
+    if _is_validation_error(exc):
+        error(f"invalid setting: {_first_validation_problem(exc)}")
+        return 2
+    if verbose:
+        raise exc
+    error(f"unexpected {type(exc).__name__}: {exc} (run with -v for the traceback)")
+    return 1
+
+
+def typed_name(field: str, params: list[Any]) -> str | None:
+    """The option (``--tz``) or argument (``ID``) of a command that a service's field
+    (``timezone``, ``id``) came from; None when the command has no such parameter."""
+    options = {opt for param in params if isinstance(param, TyperOption) for opt in param.opts}
+    dashed = "--" + field.replace("_", "-")
+    for candidate in (field, OPTION_OF_FIELD.get(field), dashed):
+        if candidate in options:
+            return candidate
+    for param in params:
+        name = param.name or ""
+        if isinstance(param, TyperArgument) and (name == field or name.endswith(f"_{field}")):
+            return _argument_name(param)
+    return None
+
+
+def _usage_error(exc: Any) -> int:
+    """Typer's (Click's) usage errors, in our style: ``error: --limit: 'x' is not …``."""
+    kind = type(exc).__name__
+    ctx = getattr(exc, "ctx", None)
+    if kind == "NoArgsIsHelpError":  # a group run without a command: its help is the answer
+        print(exc.format_message(), file=sys.stderr)
+        return exc.exit_code
+    param = getattr(exc, "param", None)
+    if param is not None:
+        where = (
+            next((o for o in param.opts if o.startswith("--")), param.opts[0])
+            if isinstance(param, TyperOption)
+            else _argument_name(param)
+        )
+        message = "is required" if kind == "MissingParameter" else exc.message
+        error(f"{where}: {_clause(message)}")
+        return exc.exit_code
+    message = _clause(exc.format_message())
+    if ctx is not None:
+        message += f" (see '{ctx.command_path} --help')"
+    error(message)
+    return exc.exit_code
+
+
+def _clause(message: str) -> str:
+    """A sentence of Click's or pydantic's ("Input should be …. ") as our messages read:
+    lower case first (unless a name starts it), no full stop."""
+    message = message.strip().rstrip(".")
+    if message[1:2].islower():
+        message = message[:1].lower() + message[1:]
+    return message
+
+
+def _verbose(ctx: Any) -> bool:
+    root = ctx.find_root()
+    return isinstance(root.obj, CliState) and root.obj.verbose
+
+
+def _is_validation_error(exc: BaseException) -> bool:
     return type(exc).__name__ == "ValidationError" and hasattr(exc, "errors")
 
 

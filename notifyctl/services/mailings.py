@@ -64,7 +64,7 @@ def get_mailing(*, session: Session, mailing_id: int) -> Mailing:
 def _check_times(start_at: datetime, end_at: datetime) -> tuple[datetime, datetime]:
     start_at, end_at = as_utc(start_at, field="start_at"), as_utc(end_at, field="end_at")
     if end_at <= start_at:
-        raise InvalidInput("must be later than start_at", field="end_at")
+        raise InvalidInput("must be later than the start", field="end_at")
     return start_at, end_at
 
 
