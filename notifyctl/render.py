@@ -16,20 +16,30 @@ if TYPE_CHECKING:
 STATUS_ORDER = ("sent", "pending", "sending", "failed", "expired", "cancelled")
 
 
+def _console_class() -> type["Console"]:
+    from rich.console import Console
+
+    class PipeAwareConsole(Console):
+        """A console that lets a closed pipe reach the CLI's one handler of it (exit 141,
+        quietly) instead of exiting 1 on its own, as rich's does."""
+
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError("stdout closed")
+
+    return PipeAwareConsole
+
+
 @cache
 def _stdout() -> "Console":
     # rich loads on first use: `--json` output never pays for it.
-    from rich.console import Console
-
+    console = _console_class()
     # Piped output is not cut to 80 columns: tables take the width their content needs.
-    return Console() if sys.stdout.isatty() else Console(width=10_000)
+    return console() if sys.stdout.isatty() else console(width=10_000)
 
 
 @cache
 def stderr_console() -> "Console":
-    from rich.console import Console
-
-    return Console(stderr=True, soft_wrap=True)
+    return _console_class()(stderr=True, soft_wrap=True)
 
 
 def print_json(data: Any) -> None:

@@ -1,10 +1,12 @@
 """The command line keeps the conventions people expect of one (issue 15): shell completion,
-help that names values, and one error style naming the option typed.
+help that names values, one error style naming the option typed, and quiet ends to closed
+pipes.
 
 What is about the process (its exit code, its stderr, its terminal, its pipe) runs
 ``python -m notifyctl`` as a real process.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -170,3 +172,46 @@ def test_errors_name_the_options_typed(cli):
         result = cli(*args)
         assert result.stderr.startswith(f"error: {option}: "), (args, result.stderr)
         assert result.stderr.count("\n") == 1
+
+
+# --- pipes ------------------------------------------------------------------------------
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path):
+    """`notifyctl logs | head`: head closes the pipe after its lines; the command stops
+    writing with exit code 141 (as a command SIGPIPE ends) and says nothing."""
+    log = tmp_path / "big.jsonl"
+    line = {"time": "2026-01-01T00:00:00", "level": "INFO", "message": "sent", "mailing_id": 1}
+    log.write_text("".join(json.dumps(line) + "\n" for _ in range(30_000)))
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "notifyctl", "logs", "--file", str(log)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    assert reader.stdout.readline().endswith(b"mailing_id=1 sent\n")
+    reader.stdout.close()  # what head does after its lines (far fewer than were written)
+    stderr = reader.stderr.read()
+    assert (reader.wait(), stderr) == (141, b"")
+
+
+def test_a_table_into_a_closed_pipe_ends_the_same_way(cli, monkeypatch):
+    """rich's console would exit 1 on its own; ours hands the closed pipe to the CLI."""
+    import io
+
+    from notifyctl import render
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    def closed_console():
+        console = build()  # the console render would use, uncached
+        console.file = ClosedPipe()
+        return console
+
+    build = render._stdout.__wrapped__
+    monkeypatch.setattr(render, "_stdout", closed_console)
+    cli("client", "create", "--phone", "79161234567")
+    result = cli("client", "list")
+    assert (result.exit_code, result.stderr) == (141, "")

@@ -69,5 +69,5 @@ def root(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (errors and a closed stdout: see NotifyGroup.main)."""
     app(prog_name="notifyctl")

@@ -1,7 +1,7 @@
 """The classes every ``notifyctl`` command is built from: readable help, one error path.
 
 Typer builds each command from a function; these classes change what it builds in
-two ways:
+three ways:
 
 - Help names a value by what it is (``--tz ZONE``, ``ID``, ``[ID]``), never by its Python
   type (``<str>``, ``<list[str]>``, ``{ID}``); a flag takes no value and shows none.
@@ -10,8 +10,12 @@ two ways:
   Typer's own usage errors (no boxed panels), a refused setting, anything unexpected (the
   traceback only with ``-v``). A field a service names (``timezone``, ``end_at``) is
   reported as the option or argument of the command that was typed (``--tz``, ``--end``).
+- A closed stdout (``notifyctl logs | head``) ends the command quietly, with exit code
+  141 as a command killed by SIGPIPE has, not a traceback.
 """
 
+import contextlib
+import os
 import sys
 from typing import Any
 
@@ -20,6 +24,9 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from notifyctl.cli.context import CliState, error
 
+#: Exit code when stdout's reader went away: what a shell reports for a command that
+#: SIGPIPE ended (128 + 13), so `set -o pipefail` scripts see what they see for `cat`.
+STDOUT_CLOSED = 141
 #: Exit code of a prompt answered no (or Ctrl-C at a prompt): nothing was done.
 ABORTED = 1
 
@@ -82,6 +89,8 @@ class NotifyCommand(TyperCommand):
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            raise stdout_closed() from None
         except (typer.Exit, typer.Abort, typer.TyperException, KeyboardInterrupt):
             raise  # exits, and Typer's usage errors: NotifyGroup.main reports those
         except Exception as exc:
@@ -94,15 +103,24 @@ class NotifyGroup(TyperGroup):
 
     The root's ``main`` runs Typer in non-standalone mode and reports what comes out of
     it (usage errors, an aborted prompt) in the same one-line style as the commands'
-    errors.
+    errors, then flushes stdout so that a reader gone away is noticed here, not as a
+    traceback at interpreter exit.
     """
 
     def get_params(self, ctx: Any) -> list[Any]:
         return _readable(super().get_params(ctx))
 
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:  # (--help, --version and --show-completion print while the context is made)
+            return super().make_context(*args, **kwargs)
+        except BrokenPipeError:
+            raise stdout_closed() from None
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:  # a sub-command's --help into `| head`
+            raise stdout_closed() from None
         except (typer.Exit, typer.Abort, typer.TyperException, KeyboardInterrupt):
             raise
         except Exception as exc:  # (the root's own callback; commands report their own)
@@ -117,12 +135,16 @@ class NotifyGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         try:
-            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-            # Non-standalone Typer returns the code of a typer.Exit; our commands return
-            # nothing.
-            code = result if isinstance(result, int) else 0
-        except (typer.TyperException, typer.Abort) as exc:
-            code = explain(exc)
+            try:
+                result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+                # Non-standalone Typer returns the code of a typer.Exit; our commands
+                # return nothing.
+                code = result if isinstance(result, int) else 0
+            except (typer.TyperException, typer.Abort) as exc:
+                code = explain(exc)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            code = stdout_closed().exit_code
         if not standalone_mode:
             return code
         sys.exit(code)
@@ -139,6 +161,15 @@ class NotifyTyper(typer.Typer):
     def command(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("cls", NotifyCommand)
         return super().command(*args, **kwargs)
+
+
+def stdout_closed() -> typer.Exit:
+    """Stop writing to a stdout nobody reads: point it at /dev/null (as the Python docs
+    advise, so the final flush cannot fail again) and exit quietly."""
+    with contextlib.suppress(OSError, ValueError):  # (no file descriptor under CliRunner)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return typer.Exit(STDOUT_CLOSED)
 
 
 def explain(exc: BaseException, *, params: list[Any] | None = None, verbose: bool = False) -> int:
