@@ -32,7 +32,7 @@ def test_update_and_delete(cli):
     assert cli("client", "update", "1", "--tag", "gold", "--tz", "asia/tokyo").exit_code == 0
     item = json.loads(cli("client", "list", "--json").stdout)["items"][0]
     assert (item["tag"], item["timezone"]) == ("gold", "Asia/Tokyo")
-    assert cli("client", "delete", "1").exit_code == 0
+    assert cli("client", "delete", "1", "--yes").exit_code == 0
     assert json.loads(cli("client", "list", "--json").stdout)["total"] == 0
 
 
@@ -48,7 +48,7 @@ def test_duplicate_phone_exits_4_and_unknown_id_exits_3(cli):
     cli("client", "create", "--phone", "79161234567")
     duplicate = cli("client", "create", "--phone", "+79161234567")
     assert (duplicate.exit_code, duplicate.stderr.count("\n")) == (4, 1)
-    missing = cli("client", "delete", "77")
+    missing = cli("client", "delete", "77", "--yes")
     assert missing.exit_code == 3
     assert "no client with id 77" in missing.stderr
 

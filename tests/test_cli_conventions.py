@@ -1,6 +1,6 @@
 """The command line keeps the conventions people expect of one (issue 15): shell completion,
-help that names values, one error style naming the option typed, and quiet ends to closed
-pipes.
+help that names values, one error style naming the option typed, a question before what
+cannot be undone, and quiet ends to closed pipes.
 
 What is about the process (its exit code, its stderr, its terminal, its pipe) runs
 ``python -m notifyctl`` as a real process.
@@ -136,7 +136,7 @@ def test_a_value_a_service_refuses_names_the_option_typed(tmp_path):
         ),
         (["nosuch"], "error: no such command 'nosuch' (see 'notifyctl --help')"),
         (
-            ["client", "update", "twelve"],
+            ["client", "delete", "twelve", "--yes"],
             "error: ID: input should be a valid integer, unable to parse string as an integer",
         ),
         (
@@ -172,6 +172,66 @@ def test_errors_name_the_options_typed(cli):
         result = cli(*args)
         assert result.stderr.startswith(f"error: {option}: "), (args, result.stderr)
         assert result.stderr.count("\n") == 1
+
+
+# --- what cannot be undone --------------------------------------------------------------
+
+DESTRUCTIVE = [("client", "delete"), ("mailing", "delete"), ("mailing", "cancel")]
+
+
+@pytest.fixture
+def stored(tmp_path):
+    """A SQLite file with client 1 and mailing 1, and how to look at them."""
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    assert notifyctl("--db", db, "client", "create", "--phone", "79161234567").returncode == 0
+    created = notifyctl(
+        "--db", db, "mailing", "create", "--text", "x", "--start", "now+1h", "--end", "now+2h"
+    )
+    assert created.returncode == 0, created.stderr
+
+    def state(noun: str) -> str | None:
+        listed = json.loads(notifyctl("--db", db, noun, "list", "--json").stdout)["items"]
+        return listed[0].get("state", "stored") if listed else None
+
+    return db, state
+
+
+@pytest.mark.parametrize(("noun", "verb"), DESTRUCTIVE)
+def test_without_yes_and_no_terminal_it_refuses_with_exit_2(stored, noun, verb):
+    db, state = stored
+    before = state(noun)
+    result = notifyctl("--db", db, noun, verb, "1")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: --yes: ")
+    assert state(noun) == before
+    assert notifyctl("--db", db, noun, verb, "1", "--yes").returncode == 0
+    assert state(noun) != before
+
+
+@pytest.mark.parametrize(("noun", "verb"), DESTRUCTIVE)
+def test_on_a_terminal_it_asks_and_a_no_changes_nothing(stored, noun, verb):
+    db, state = stored
+    before = state(noun)
+    declined = _on_a_terminal(["--db", db, noun, verb, "1"], answer="n")
+    assert declined.returncode == 1
+    assert "error: aborted; nothing was changed" in declined.stderr
+    assert state(noun) == before
+    accepted = _on_a_terminal(["--db", db, noun, verb, "1"], answer="y")
+    assert accepted.returncode == 0, accepted.stderr
+    assert state(noun) != before
+
+
+def _on_a_terminal(args: list[str], *, answer: str) -> subprocess.CompletedProcess:
+    """Run with stdin a pseudo-terminal holding ``answer``; the question goes to stderr."""
+    controller, terminal = os.openpty()
+    try:
+        os.write(controller, f"{answer}\n".encode())
+        result = notifyctl(*args, stdin=terminal)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert "[y/N]" in result.stderr
+    return result
 
 
 # --- pipes ------------------------------------------------------------------------------

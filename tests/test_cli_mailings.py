@@ -64,7 +64,7 @@ def test_pause_resume_cancel_and_the_conflicts_they_meet(cli):
     assert cli("mailing", "pause", mailing_id).exit_code == 0
     assert cli("mailing", "pause", mailing_id).exit_code == 4
     assert cli("mailing", "resume", mailing_id).exit_code == 0
-    assert cli("mailing", "cancel", mailing_id).exit_code == 0
+    assert cli("mailing", "cancel", mailing_id, "--yes").exit_code == 0
     again = cli("mailing", "update", mailing_id, "--text", "late")
     assert (again.exit_code, "cancelled" in again.stderr) == (4, True)
     assert cli("mailing", "retry", mailing_id).exit_code == 4
@@ -72,8 +72,8 @@ def test_pause_resume_cancel_and_the_conflicts_they_meet(cli):
 
 def test_delete_removes_it(cli):
     mailing_id = str(create(cli))
-    assert cli("mailing", "delete", mailing_id).exit_code == 0
-    assert cli("mailing", "delete", mailing_id).exit_code == 3
+    assert cli("mailing", "delete", mailing_id, "--yes").exit_code == 0
+    assert cli("mailing", "delete", mailing_id, "--yes").exit_code == 3
 
 
 def test_bad_times_and_windows_are_one_line_errors_naming_the_option(cli):

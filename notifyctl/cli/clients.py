@@ -5,7 +5,7 @@ from pathlib import Path
 import typer
 
 from notifyctl.cli.command import NotifyTyper
-from notifyctl.cli.context import error, state
+from notifyctl.cli.context import confirm, error, state
 
 app = NotifyTyper(help="Create, change, delete, list and import clients.", no_args_is_help=True)
 
@@ -79,14 +79,23 @@ def update(
 
 
 @app.command("delete")
-def delete(ctx: typer.Context, client_id: int = CLIENT_ID) -> None:
+def delete(
+    ctx: typer.Context,
+    client_id: int = CLIENT_ID,
+    yes: bool = typer.Option(
+        False, "--yes", "-y", help="Do not ask (needed when stdin is not a terminal)."
+    ),
+) -> None:
     """Delete a client; its unsent messages are cancelled, sent ones stay in the statistics.
 
-    Example: notifyctl client delete 12
+    Asks first on a terminal; elsewhere it needs --yes.
+
+    Example: notifyctl client delete 12 --yes
     """
     from notifyctl.render import info
     from notifyctl.services.clients import delete_client
 
+    confirm(f"Delete client {client_id}?", yes=yes)
     with state(ctx).session() as session:
         cancelled = delete_client(session=session, client_id=client_id)
     if cancelled:

@@ -1,4 +1,4 @@
-"""What every command shares: settings (with ``--db``), the engine, messages."""
+"""What every command shares: settings (with ``--db``), the engine, messages, confirmation."""
 
 import sys
 from collections.abc import Iterator
@@ -68,3 +68,22 @@ def state(ctx: typer.Context) -> CliState:
 def error(message: str) -> None:
     """Print one line on stderr."""
     print(f"error: {message}", file=sys.stderr)
+
+
+def confirm(question: str, *, yes: bool) -> None:
+    """Go on when ``--yes`` was given; else ask on a terminal, and refuse anywhere else.
+
+    A script (stdin not a terminal) must say ``--yes``: it cannot answer a prompt, and
+    an irreversible command must not act on a guess. A "no" raises typer.Abort.
+    """
+    from notifyctl.errors import InvalidInput
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise InvalidInput(
+            "this cannot be undone; pass --yes to confirm (stdin is no terminal to ask on)",
+            field="--yes",
+        )
+    if not typer.confirm(question, default=False, err=True):
+        raise typer.Abort()

@@ -3,7 +3,7 @@
 import typer
 
 from notifyctl.cli.command import NotifyTyper
-from notifyctl.cli.context import state
+from notifyctl.cli.context import confirm, state
 
 app = NotifyTyper(
     help="Create, change, pause, cancel, delete and list mailings.", no_args_is_help=True
@@ -113,10 +113,16 @@ def update(
         )
 
 
-def _steering_command(action: str, service_name: str, doc: str) -> None:
-    """Register ``notifyctl mailing ACTION ID``, a call of one mailing service function."""
+def _steering_command(
+    action: str, service_name: str, doc: str, *, question: str | None = None
+) -> None:
+    """Register ``notifyctl mailing ACTION ID``, a call of one mailing service function.
 
-    def command(ctx: typer.Context, mailing_id: int = MAILING_ID) -> None:
+    With a ``question`` ("Delete mailing {id}?") the action cannot be undone: the command
+    takes --yes, and asks on a terminal without it (see ``context.confirm``).
+    """
+
+    def run(ctx: typer.Context, mailing_id: int) -> None:
         from notifyctl.render import info
         from notifyctl.services import mailings
 
@@ -124,6 +130,23 @@ def _steering_command(action: str, service_name: str, doc: str) -> None:
             result = getattr(mailings, service_name)(session=session, mailing_id=mailing_id)
         if action == "retry":
             info(f"{result} failed message(s) of mailing {mailing_id} queued again")
+
+    if question is None:
+
+        def command(ctx: typer.Context, mailing_id: int = MAILING_ID) -> None:
+            run(ctx, mailing_id)
+
+    else:
+
+        def command(
+            ctx: typer.Context,
+            mailing_id: int = MAILING_ID,
+            yes: bool = typer.Option(
+                False, "--yes", "-y", help="Do not ask (needed when stdin is not a terminal)."
+            ),
+        ) -> None:
+            confirm(question.format(id=mailing_id), yes=yes)
+            run(ctx, mailing_id)
 
     command.__doc__ = doc
     app.command(action)(command)
@@ -148,12 +171,17 @@ _steering_command(
     "cancel",
     "cancel_mailing",
     "Cancel a mailing for good: its pending messages become cancelled.\n\n"
-    "Example: notifyctl mailing cancel 3",
+    "Asks first on a terminal; elsewhere it needs --yes.\n\n"
+    "Example: notifyctl mailing cancel 3 --yes",
+    question="Cancel mailing {id} for good?",
 )
 _steering_command(
     "delete",
     "delete_mailing",
-    "Delete a mailing with its messages and statistics.\n\nExample: notifyctl mailing delete 3",
+    "Delete a mailing with its messages and statistics.\n\n"
+    "Asks first on a terminal; elsewhere it needs --yes.\n\n"
+    "Example: notifyctl mailing delete 3 --yes",
+    question="Delete mailing {id} with its messages and statistics?",
 )
 
 
