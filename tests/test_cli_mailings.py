@@ -133,3 +133,36 @@ def test_filter_lists_over_100_values_or_64_characters_exit_2_naming_the_list(cl
     assert result.stderr.startswith("error: --operator: has a value 65 characters long")
     (item,) = json.loads(cli("mailing", "list", "--json").stdout)["items"]
     assert item["filter"]["operator_codes"] == ["916"]
+
+
+def test_create_warns_on_stderr_when_no_client_matches_the_filter(cli):
+    cli("client", "create", "--phone", "79161234567", "--tag", "vip")
+    times = ("--start", "now", "--end", "now+1h")
+    result = cli("mailing", "create", "--text", "x", *times, "--tag", "nosuchtag")
+    assert result.exit_code == 0
+    assert result.stdout == "1\n"
+    assert result.stderr.startswith("warning: no client matches the filter of mailing 1 now")
+    assert "nosuchtag" in result.stderr
+    matching = cli("mailing", "create", "--text", "x", *times, "--tag", "vip")
+    assert (matching.stdout, matching.stderr) == ("2\n", "")
+
+
+def test_dry_run_prints_the_audience_and_creates_nothing(cli):
+    for phone, tag in (("79161234567", "vip"), ("79031234567", "vip"), ("79261234567", "")):
+        cli("client", "create", "--phone", phone, "--tag", tag)
+    times = ("--start", "now", "--end", "now+1h")
+    plain = cli("mailing", "create", "--text", "x", *times, "--tag", "vip", "--dry-run")
+    assert (plain.exit_code, plain.stdout) == (0, "2\n")
+    as_json = cli("mailing", "create", "--text", "x", *times, "--dry-run", "--json")
+    assert json.loads(as_json.stdout) == {"audience": 3}
+    past = ("--start", "now", "--end", "now-1h")
+    refused = cli("mailing", "create", "--text", "x", *past, "--dry-run")
+    assert (refused.exit_code, refused.stderr.startswith("error: --end:")) == (2, True)
+    assert json.loads(cli("mailing", "list", "--json").stdout)["total"] == 0
+
+
+def test_create_json_prints_the_new_mailing_as_the_rest_api_does(cli):
+    times = ("--start", "now", "--end", "now+1h")
+    mailing = json.loads(cli("mailing", "create", "--text", "x", *times, "--json").stdout)
+    listed = json.loads(cli("mailing", "list", "--json").stdout)["items"]
+    assert listed == [mailing]

@@ -38,14 +38,29 @@ def create(
     ),
     tag: list[str] | None = typer.Option(None, "--tag", metavar="TAG", help=TAG_HELP),
     window: str | None = typer.Option(None, "--window", metavar="HH:MM-HH:MM", help=WINDOW_HELP),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Check everything and print how many clients the filter matches now; create nothing.",
+    ),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help='Print JSON: the new mailing (as POST /api/v1/mailings), or {"audience": N} '
+        "with --dry-run.",
+    ),
 ) -> None:
     """Create a mailing and print its id; the daemon starts it at --start.
 
+    Warns on stderr when no client matches its filter now. With --dry-run it prints the
+    number of clients the filter matches now instead, and creates nothing.
+
     Example: notifyctl mailing create --text "Sale" --start now --end now+2h --window 09:00-21:00
     """
+    from notifyctl import render
     from notifyctl.models import MailingCreate, MailingFilter
     from notifyctl.services import validation
-    from notifyctl.services.mailings import create_mailing
+    from notifyctl.services.mailings import create_mailing, dry_run_mailing, mailing_audience
     from notifyctl.timeutil import parse_datetime
 
     cli = state(ctx)
@@ -58,8 +73,35 @@ def create(
         send_window=validation.parse_window(window) if window else None,
     )
     with cli.session() as session:
-        mailing = create_mailing(session=session, mailing_in=mailing_in)
-    print(mailing.id)
+        if dry_run:
+            audience = dry_run_mailing(session=session, mailing_in=mailing_in)
+        else:
+            mailing = create_mailing(session=session, mailing_in=mailing_in)
+            audience = mailing_audience(session=session, mailing=mailing)
+            public = _public(mailing) if as_json else None
+    if dry_run:
+        if as_json:
+            render.print_json({"audience": audience})
+        else:
+            print(audience)
+        render.info(f"dry run: {audience} client(s) match the filter now; nothing was created")
+        return
+    if as_json:
+        render.print_json(public)
+    else:
+        print(mailing.id)
+    if audience == 0:
+        render.info(
+            f"warning: no client matches the filter of mailing {mailing.id} now "
+            f"({_describe_filter(mailing.operator_codes, mailing.tags)}); it sends nothing "
+            "unless matching clients are added before it starts"
+        )
+
+
+def _public(mailing) -> dict:
+    from notifyctl.services.views import mailing_public
+
+    return mailing_public(mailing).model_dump(mode="json")
 
 
 @app.command("update")

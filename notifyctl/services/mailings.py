@@ -68,21 +68,14 @@ def _check_times(start_at: datetime, end_at: datetime) -> tuple[datetime, dateti
     return start_at, end_at
 
 
-def create_mailing(
-    *, session: Session, mailing_in: MailingCreate, now: datetime | None = None
-) -> Mailing:
-    """Validate and store a new mailing. The daemon activates it at ``start_at``.
-
-    A mailing whose end has already passed (at ``now``, the current time unless given)
-    is refused: it could never send anything.
-    """
-    now = now or utcnow()
+def _new_mailing(mailing_in: MailingCreate, *, now: datetime) -> Mailing:
+    """The mailing ``mailing_in`` describes, every field checked; not yet stored."""
     start_at, end_at = _check_times(mailing_in.start_at, mailing_in.end_at)
     if end_at <= now:
         raise InvalidInput("is already in the past; the mailing could send nothing", field="end_at")
     filter_ = validation.mailing_filter(mailing_in.filter)
     window = validation.send_window(mailing_in.send_window)
-    mailing = Mailing(
+    return Mailing(
         created_at=now,
         updated_at=now,
         text=validation.text(mailing_in.text),
@@ -93,6 +86,17 @@ def create_mailing(
         window_start=window.start if window else None,
         window_end=window.end if window else None,
     )
+
+
+def create_mailing(
+    *, session: Session, mailing_in: MailingCreate, now: datetime | None = None
+) -> Mailing:
+    """Validate and store a new mailing. The daemon activates it at ``start_at``.
+
+    A mailing whose end has already passed (at ``now``, the current time unless given)
+    is refused: it could never send anything.
+    """
+    mailing = _new_mailing(mailing_in, now=now or utcnow())
     session.add(mailing)
     session.flush()
     _log(mailing).info(
@@ -104,6 +108,22 @@ def create_mailing(
         w=f"{mailing.window_start}-{mailing.window_end}" if mailing.window_start else "none",
     )
     return mailing
+
+
+def mailing_audience(*, session: Session, mailing: Mailing) -> int:
+    """How many clients the mailing's filter matches now (its audience, were it to start)."""
+    return audience.count_audience(
+        session=session, operator_codes=mailing.operator_codes, tags=mailing.tags
+    )
+
+
+def dry_run_mailing(
+    *, session: Session, mailing_in: MailingCreate, now: datetime | None = None
+) -> int:
+    """Check a new mailing as ``create_mailing`` would and return its audience now;
+    nothing is stored."""
+    mailing = _new_mailing(mailing_in, now=now or utcnow())
+    return mailing_audience(session=session, mailing=mailing)
 
 
 def _log(mailing: Mailing):
