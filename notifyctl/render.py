@@ -2,7 +2,8 @@
 
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -85,6 +86,29 @@ def page_caption(total: int, limit: int, offset: int, shown: int) -> str:
     last = offset + shown
     more = f" (next: --offset {last})" if last < total else ""
     return f"{offset + 1}-{last} of {total}{more}"
+
+
+@contextmanager
+def progress(description: str, *, total: int, unit: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr counting ``unit`` (``1,250/50,000 rows``) while the block
+    runs; the block reports how far it got by calling what this yields. The bar is gone
+    when the block ends (and never shown when stderr is not a terminal)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = stderr_console()
+    bar = Progress(
+        TextColumn(description),
+        BarColumn(),
+        TextColumn(f"{{task.completed:,}}/{{task.total:,}} {unit}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,  # (else it leaves an empty line in a log)
+    )
+    with bar:
+        task = bar.add_task(description, total=total)
+        # (A total counted ahead may fall short of what is read: the bar grows with it.)
+        yield lambda done: bar.update(task, completed=done, total=max(total, done))
 
 
 def info(message: str) -> None:

@@ -77,3 +77,43 @@ def test_import_of_a_missing_file_is_one_clear_error(cli, tmp_path):
     result = cli("client", "import", str(tmp_path / "nope.csv"))
     assert result.exit_code == 2
     assert "no such file" in result.stderr
+
+
+def test_the_same_file_imports_again_with_on_duplicate_skip_or_update(cli, tmp_path):
+    path = tmp_path / "clients.csv"
+    path.write_text("phone,tag\n79161234567,a\n79031234567,b\n")
+    assert cli("client", "import", str(path)).exit_code == 0
+    again = cli("client", "import", str(path))
+    assert again.exit_code == 2
+    assert "--on-duplicate skip or update takes the 2 stored phone(s)" in again.stderr
+    path.write_text("phone,tag\n79161234567,new\n79261234567,c\n")
+    skipped = cli("client", "import", str(path), "--on-duplicate", "skip")
+    assert skipped.stderr == "imported 1 client(s), 1 already stored, left as they were\n"
+    updated = cli("client", "import", str(path), "--on-duplicate", "update")
+    assert updated.stderr == "imported 0 client(s), updated 2\n"
+    items = json.loads(cli("client", "list", "--json").stdout)["items"]
+    assert [(c["phone"], c["tag"]) for c in items] == [
+        ("79161234567", "new"),
+        ("79031234567", "b"),
+        ("79261234567", "c"),
+    ]
+    wrong = cli("client", "import", str(path), "--on-duplicate", "merge")
+    assert wrong.stderr == "error: --on-duplicate: 'merge' is not one of fail, skip, update\n"
+
+
+def test_the_import_progress_bar_counts_rows(cli, tmp_path, monkeypatch):
+    """Shown as on a terminal: the bar's count is rows of the file, not bytes."""
+    import io
+
+    from rich.console import Console
+
+    from notifyctl import render
+
+    screen = io.StringIO()
+    monkeypatch.setattr(
+        render, "stderr_console", lambda: Console(file=screen, force_terminal=True, width=100)
+    )
+    path = tmp_path / "clients.csv"
+    path.write_text("phone\n" + "".join(f"791600000{n:02d}\n" for n in range(25)))
+    assert cli("client", "import", str(path)).exit_code == 0
+    assert "25/25 rows" in screen.getvalue()

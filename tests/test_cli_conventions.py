@@ -98,6 +98,7 @@ def test_help_names_values_never_python_types(path):
         (["client", "create"], "--phone PHONE"),
         (["client", "delete"], "Usage: notifyctl client delete [OPTIONS] ID"),
         (["client", "import"], "Usage: notifyctl client import [OPTIONS] FILE"),
+        (["client", "import"], "--on-duplicate [fail|skip|update]"),
         (["mailing", "create"], "--end TIME"),
         (["mailing", "create"], "--window HH:MM-HH:MM"),
         (["stats"], "Usage: notifyctl stats [OPTIONS] [ID]"),

@@ -5,7 +5,7 @@ from pathlib import Path
 import typer
 
 from notifyctl.cli.command import NotifyTyper
-from notifyctl.cli.context import confirm, error, state
+from notifyctl.cli.context import confirm, state
 
 app = NotifyTyper(help="Create, change, delete, list and import clients.", no_args_is_help=True)
 
@@ -151,54 +151,76 @@ def list_(
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    path: Path = typer.Argument(..., metavar="FILE", help="CSV with a header line."),
+    file: Path = typer.Argument(..., metavar="FILE", help="CSV with a header line."),
     skip_invalid: bool = typer.Option(
         False, "--skip-invalid", help="Import the valid rows even if some are bad."
+    ),
+    on_duplicate: str = typer.Option(
+        "fail",
+        "--on-duplicate",
+        metavar="[fail|skip|update]",
+        help="A phone already stored: a bad row (fail), left as it is (skip), or given "
+        "the row's values for the file's columns (update).",
+        autocompletion=lambda: ["fail", "skip", "update"],
     ),
 ) -> None:
     """Import clients from CSV with columns phone,operator_code,tag,timezone (phone required).
 
     The file is streamed, so its size does not matter. Every bad row is reported with its
-    line number, and nothing is imported unless every row is valid (or --skip-invalid).
+    line number, and nothing is imported unless every row is valid (or --skip-invalid). A
+    phone already stored is a bad row unless --on-duplicate says to skip or update it, so
+    the same file can be imported again.
 
-    Example: notifyctl client import clients.csv --skip-invalid
+    Example: notifyctl client import clients.csv --on-duplicate update
     """
-    import rich.progress
-
     from notifyctl import render
+    from notifyctl.errors import InvalidInput
     from notifyctl.services.imports import import_clients
 
-    if not path.is_file():
-        error(f"{path}: no such file")
-        raise typer.Exit(2)
+    if not file.is_file():
+        raise InvalidInput(f"no such file: {file}", field="file")
     cli = state(ctx)
     with (
         cli.session() as session,
-        rich.progress.open(
-            path,
-            "r",
-            encoding="utf-8-sig",
-            newline="",
-            description="importing",
-            console=render.stderr_console(),
-            transient=True,
-        ) as source,
+        file.open(encoding="utf-8-sig", newline="") as source,
+        render.progress("importing", total=_lines_after_header(file), unit="rows") as done,
     ):
         report = import_clients(
             session=session,
             source=source,
             default_timezone=cli.settings.default_timezone,
             skip_invalid=skip_invalid,
+            on_duplicate=on_duplicate,
+            on_progress=done,
         )
     for problem in report.errors:
-        render.info(f"{path}:{problem.line}: {problem.message}")
+        render.info(f"{file}:{problem.line}: {problem.message}")
     if report.rejected > len(report.errors):
         render.info(f"... and {report.rejected - len(report.errors)} more bad rows")
     if not report.committed:
-        error(
-            f"{report.rejected} bad row(s); nothing imported "
-            "(use --skip-invalid to import the rest)"
-        )
-        raise typer.Exit(2)
-    skipped = f", {report.rejected} bad row(s) skipped" if report.rejected else ""
-    render.info(f"imported {report.imported} client(s){skipped}")
+        hint = "--skip-invalid imports the rest"
+        if report.stored_phones:
+            hint += (
+                f"; --on-duplicate skip or update takes the {report.stored_phones} stored phone(s)"
+            )
+        raise InvalidInput(f"{report.rejected} bad row(s); nothing imported ({hint})")
+    parts = [f"imported {report.imported} client(s)"]
+    if report.updated:
+        parts.append(f"updated {report.updated}")
+    if report.skipped:
+        parts.append(f"{report.skipped} already stored, left as they were")
+    if report.rejected:
+        parts.append(f"{report.rejected} bad row(s) skipped")
+    render.info(", ".join(parts))
+
+
+def _lines_after_header(path: Path) -> int:
+    """How many lines follow the header: the progress bar's total, counted in one quick
+    pass over the bytes (a row with a quoted line break counts as two lines, as it does
+    in the progress the import reports)."""
+    lines, last = 0, b"\n"
+    with path.open("rb") as raw:
+        for chunk in iter(lambda: raw.read(1 << 20), b""):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return max(lines + (last != b"\n") - 1, 0)

@@ -1,10 +1,19 @@
-"""Bulk import of clients from CSV, streamed in batches: a million rows never sit in memory."""
+"""Bulk import of clients from CSV, streamed in batches: a million rows never sit in memory.
+
+A phone already stored is dealt with as ``on_duplicate`` says: ``fail`` (a bad row, as
+any other), ``skip`` (the stored client stays as it is) or ``update`` (it takes the row's
+values for the columns the file has). A phone repeated within the file is a bad row in
+every mode: which of its lines should win is anybody's guess.
+"""
 
 import csv
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
 from typing import TextIO
 
+import sqlalchemy as sa
 from sqlmodel import Session
 
 from notifyctl.db import upsert_insert
@@ -16,6 +25,15 @@ from notifyctl.timeutil import utcnow
 COLUMNS = ("phone", "operator_code", "tag", "timezone")
 BATCH_SIZE = 5_000  # rows per INSERT round trip
 MAX_REPORTED_ERRORS = 1_000  # bad rows kept for the report; all are counted
+PROGRESS_LINES = 1_000  # lines read between two progress reports
+
+
+class OnDuplicate(StrEnum):
+    """What an import does with a row whose phone belongs to a stored client."""
+
+    fail = "fail"  #: a bad row: nothing is imported unless invalid rows are skipped
+    skip = "skip"  #: the stored client stays as it is
+    update = "update"  #: the stored client takes the row's values for the file's columns
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +47,14 @@ MAX_MESSAGE_CHARS = 300  # of one row's error: the report stays small whatever t
 
 @dataclass(slots=True)
 class ImportReport:
-    """What an import did: rows stored, rows rejected (with the first errors), committed."""
+    """What an import did: clients added, updated or left alone, rows rejected (with the
+    first errors), whether it was committed."""
 
     imported: int = 0
+    updated: int = 0
+    skipped: int = 0  #: phones already stored, left as they were (``skip``)
     rejected: int = 0
+    stored_phones: int = 0  #: of the rejected: phones already stored (``fail``)
     errors: list[RowError] = field(default_factory=list)
     committed: bool = False
 
@@ -48,20 +70,28 @@ def import_clients(
     source: TextIO,
     default_timezone: str,
     skip_invalid: bool = False,
-    on_batch: Callable[[int], None] | None = None,
+    on_duplicate: OnDuplicate | str = OnDuplicate.fail,
+    on_progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Import ``phone,operator_code,tag,timezone`` rows (header required; only phone is mandatory).
 
     Every row is checked, and each bad one reported with its line number. Unless
     ``skip_invalid`` is set, one bad row means nothing is imported (the session is rolled
-    back). ``on_batch`` is called with the number of rows in each batch handled.
+    back). A phone already stored is handled as ``on_duplicate`` says (see the module).
+    ``on_progress`` is called now and then with the number of lines after the header
+    read so far.
     """
+    mode = _mode(on_duplicate)
     reader = csv.reader(source, strict=True)
     header = _read_header(reader)
     report = ImportReport()
-    now = utcnow()
+    writer = _Writer(session, report, mode=mode, header=header, started=utcnow())
     batch: dict[str, tuple[int, dict]] = {}
+    progress_at = 0
     for line, row in _rows(reader, report):
+        if on_progress is not None and line - progress_at >= PROGRESS_LINES:
+            on_progress(line - 1)
+            progress_at = line
         parsed = _parse_row(row, header, line=line, report=report, default_tz=default_timezone)
         if parsed is None:
             continue
@@ -69,17 +99,19 @@ def import_clients(
         if earlier is not None:
             report.reject(line, f"phone {parsed['phone']} repeats line {earlier[0]}")
             continue
-        parsed["created_at"] = parsed["updated_at"] = now
+        parsed["created_at"] = parsed["updated_at"] = writer.started
         batch[parsed["phone"]] = (line, parsed)
         if len(batch) >= BATCH_SIZE:
-            _insert(session, batch, report, on_batch)
+            _insert(writer, batch)
             batch = {}
     if batch:
-        _insert(session, batch, report, on_batch)
+        _insert(writer, batch)
+    if on_progress is not None:
+        on_progress(max(reader.line_num - 1, 0))
     report.errors.sort(key=lambda error: error.line)
     if report.rejected and not skip_invalid:
         session.rollback()
-        report.imported = 0
+        report.imported = report.updated = report.skipped = 0
         return report
     session.flush()
     report.committed = True
@@ -144,12 +176,34 @@ def _parse_row(
         return None
 
 
-def _insert(
-    session: Session,
-    batch: dict[str, tuple[int, dict]],
-    report: ImportReport,
-    on_batch: Callable[[int], None] | None,
-) -> None:
+def _mode(raw: OnDuplicate | str) -> OnDuplicate:
+    try:
+        return OnDuplicate(raw.strip().lower() if isinstance(raw, str) else raw)
+    except ValueError:
+        choices = ", ".join(mode.value for mode in OnDuplicate)
+        raise InvalidInput(f"{quoted(raw)} is not one of {choices}", field="on_duplicate") from None
+
+
+@dataclass(slots=True)
+class _Writer:
+    """What each batch is written with: the rule for stored phones, and the import's
+    start, stamped on every row it writes (which tells a phone from earlier in the file
+    apart from one that was stored before)."""
+
+    session: Session
+    report: ImportReport
+    mode: OnDuplicate
+    header: list[str]
+    started: datetime
+
+
+def _insert(writer: _Writer, batch: dict[str, tuple[int, dict]]) -> None:
+    """Write one batch: new phones in one INSERT, then the stored ones as the mode says.
+
+    The common case (no phone stored yet) costs that one statement; only phones the
+    INSERT passed over are looked up.
+    """
+    session, report = writer.session, writer.report
     statement = (
         upsert_insert(session, Client)
         .on_conflict_do_nothing(index_elements=["phone"])
@@ -157,10 +211,33 @@ def _insert(
     )
     inserted = set(session.execute(statement, [row for _, row in batch.values()]).scalars())
     report.imported += len(inserted)
-    for phone, (line, _) in batch.items():
-        if phone not in inserted:
-            report.reject(
-                line, f"phone {phone} already belongs to a client (stored or earlier in the file)"
-            )
-    if on_batch is not None:
-        on_batch(len(batch))
+    passed_over = [phone for phone in batch if phone not in inserted]
+    if not passed_over:
+        return
+    touched = dict(
+        session.execute(
+            sa.select(Client.phone, Client.updated_at).where(Client.phone.in_(passed_over))
+        ).all()
+    )
+    columns = [name for name in writer.header if name != "phone"]
+    updates = []
+    for phone in passed_over:
+        line, row = batch[phone]
+        if touched.get(phone) == writer.started:  # written by this import: an earlier line
+            report.reject(line, f"phone {phone} repeats an earlier line of the file")
+        elif writer.mode is OnDuplicate.fail or phone not in touched:
+            report.stored_phones += 1
+            report.reject(line, f"phone {phone} already belongs to a client")
+        elif writer.mode is OnDuplicate.skip or not columns:
+            report.skipped += 1
+        else:
+            updates.append({"b_phone": phone, **{f"b_{c}": row[c] for c in columns}})
+    if updates:
+        table = Client.__table__
+        session.execute(
+            sa.update(table)
+            .where(table.c.phone == sa.bindparam("b_phone"))
+            .values({c: sa.bindparam(f"b_{c}") for c in columns} | {"updated_at": writer.started}),
+            updates,
+        )
+        report.updated += len(updates)
