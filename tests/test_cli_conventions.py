@@ -276,3 +276,55 @@ def test_a_table_into_a_closed_pipe_ends_the_same_way(cli, monkeypatch):
     cli("client", "create", "--phone", "79161234567")
     result = cli("client", "list")
     assert (result.exit_code, result.stderr) == (141, "")
+
+
+# --- logs -------------------------------------------------------------------------------
+
+
+def test_logs_reads_the_file_up_writes_when_no_log_file_is_set(cli):
+    """`up` sets NOTIFY_LOG_FILE for its children to config.default_log_file() when it is
+    unset; `logs` looks there too."""
+    from notifyctl.config import default_log_file
+
+    path = default_log_file()
+    path.parent.mkdir(parents=True)
+    record = {"time": "2026-01-01T00:00:00", "level": "INFO", "message": "hello", "mailing_id": 7}
+    path.write_text(json.dumps(record) + "\n")
+    result = cli("logs", "--mailing", "7")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.endswith("mailing_id=7 hello\n")
+
+
+@pytest.mark.slow
+def test_logs_finds_what_up_wrote_without_being_told_where(tmp_path):
+    """`up` prints where its log is; `notifyctl logs` afterwards reads that file with no
+    NOTIFY_LOG_FILE set (conftest points the user state directory at tmp_path)."""
+    import signal
+    import socket
+    import time
+
+    from tests.servers import free_port
+
+    env = dict(os.environ) | {"NOTIFY_DATABASE_URL": f"sqlite:///{tmp_path / 'up.db'}"}
+    api_port, mock_port = free_port(), free_port()
+    ports = ("--api-port", str(api_port), "--mock-port", str(mock_port))
+    up = subprocess.Popen(
+        [sys.executable, "-m", "notifyctl", "up", *ports],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60  # (a guard against a hang, not a measurement)
+        while up.poll() is None and time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", api_port)) == 0:
+                    break
+            time.sleep(0.1)
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.communicate(timeout=60)
+    result = notifyctl("logs", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip(), "the log `up` wrote is empty"

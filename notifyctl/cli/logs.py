@@ -26,7 +26,8 @@ def logs(
         None,
         "--file",
         metavar="FILE",
-        help="The JSON log file (default: NOTIFY_LOG_FILE).",
+        help="The JSON log file (default: NOTIFY_LOG_FILE, or else the file `notifyctl up` "
+        "writes).",
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print the matching JSON lines as they are."
@@ -34,21 +35,27 @@ def logs(
 ) -> None:
     """Pull the lines of one mailing, message or client out of the JSON log file.
 
-    The file is written by every notifyctl process when NOTIFY_LOG_FILE is set (rotated
-    files beside it are read too). Without a filter, every line is printed.
+    The file is written by every notifyctl process when NOTIFY_LOG_FILE is set, and by
+    `notifyctl up` in any case (where its start says; rotated files beside it are read
+    too). Without a filter, every line is printed.
 
     Examples: notifyctl logs --message 3456    notifyctl logs --mailing 12 --follow
     """
     import json
 
     from notifyctl import logfile
+    from notifyctl.config import default_log_file
     from notifyctl.errors import InvalidInput
 
-    path = file or state(ctx).settings.log_file
-    if path is None:
-        raise InvalidInput("no log file: set NOTIFY_LOG_FILE (or pass --file)", field="--file")
+    # Without NOTIFY_LOG_FILE, the file `notifyctl up` writes (it sets that variable for
+    # its children to this same default).
+    path = file or state(ctx).settings.log_file or default_log_file()
     if not follow and not logfile.log_files(path):
-        raise InvalidInput(f"{path} does not exist (yet)", field="--file")
+        raise InvalidInput(
+            f"{path} does not exist (yet): notifyctl processes write it when NOTIFY_LOG_FILE "
+            "names it, `notifyctl up` in any case",
+            field="--file",
+        )
     wanted = {
         key: value
         for key, value in (("mailing_id", mailing), ("message_id", message), ("client_id", client))
