@@ -84,10 +84,20 @@ def send(ctx: typer.Context, hours: int = HOURS) -> None:
     Example: NOTIFY_SMTP_HOST=mail.example.com notifyctl report send
     """
     from daemon.mailer import MailError, send_report
-    from notifyctl.errors import Unavailable
+    from notifyctl.errors import InvalidInput, Unavailable
     from notifyctl.render import info
 
     settings = state(ctx).settings
+    # Settings missing are the caller's to fix (exit 2); only a failing server is exit 6.
+    for variable, value in (
+        ("NOTIFY_SMTP_HOST", settings.smtp_host),
+        ("NOTIFY_REPORT_TO", settings.report_to),
+    ):
+        if not value:
+            raise InvalidInput(
+                "is not set; the report needs NOTIFY_SMTP_HOST and NOTIFY_REPORT_TO",
+                field=variable,
+            )
     report = _build(ctx, hours)
     try:
         send_report(settings, report)
