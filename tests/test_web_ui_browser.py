@@ -352,3 +352,33 @@ def test_pages_fit_a_phone_screen(chromium, site):
             assert overflow <= 0, f"{path} is {overflow}px wider than the screen"
     finally:
         context.close()
+
+
+def test_state_badges_are_legible_in_dark_mode(chromium, site, tmp_path):
+    context = chromium.new_context(viewport={"width": 1280, "height": 900}, color_scheme="dark")
+    page = context.new_page()
+    try:
+        sign_in(page, site, OPERATOR)
+        expect(page.locator("#dashboard-rows mark.state").first).to_be_visible()
+        # WCAG's contrast ratio of each badge's text to its own background: at least 4.5.
+        ratios = page.evaluate(
+            """() => {
+                const luminance = colour => {
+                    const [r, g, b] = colour.match(/[\\d.]+/g).slice(0, 3).map(v => {
+                        v = v / 255;
+                        return v <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+                    });
+                    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+                };
+                return [...document.querySelectorAll('mark.state')].map(mark => {
+                    const style = getComputedStyle(mark);
+                    const [a, b] = [luminance(style.color), luminance(style.backgroundColor)];
+                    return [mark.textContent, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)];
+                });
+            }"""
+        )
+        assert ratios
+        assert [(state, ratio) for state, ratio in ratios if ratio < 4.5] == []
+        screenshot(page, tmp_path, "admin-dashboard-dark.png")
+    finally:
+        context.close()
