@@ -24,6 +24,7 @@ PAGES = [
     "/admin/mailings/new",
     "/admin/mailings/1",
     "/admin/mailings/1/edit",
+    "/admin/mailings/1/cancel",
     "/admin/mailings/1/delete",
     "/admin/mailings/1/messages/1",
 ]

@@ -35,7 +35,8 @@ PAGES = [
     "/admin/mailings/1/messages/26",  # a failed message and its attempt
     "/admin/mailings/new",
     "/admin/mailings/1/edit",
-    "/admin/mailings/1/delete",  # a confirmation page
+    "/admin/mailings/1/cancel",  # confirmation pages
+    "/admin/mailings/1/delete",
     "/admin/clients",
     "/admin/clients/new",
     "/admin/clients/1/edit",

@@ -264,6 +264,7 @@ def test_an_operator_runs_a_mailing_from_sign_in_to_sign_out(page, site, tmp_pat
     page.get_by_role("button", name="Create mailing").click()
     expect(page.locator("#state")).to_have_text("scheduled")
     page.get_by_role("button", name="Cancel mailing").click()
+    page.get_by_role("button", name="Yes, cancel mailing 2").click()  # it asks first
     expect(page.locator("#state")).to_have_text("cancelled")
 
     page.goto(f"{site}/admin/")

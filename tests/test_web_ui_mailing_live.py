@@ -1,9 +1,11 @@
 """A mailing's page in a real browser: its message list follows the mailing while it may
-still send, and stops asking once it is over.
+still send, and stops asking once it is over; cancelling asks for confirmation first.
 
 No daemon runs: the test does its work in the database (activation, outcomes, the end),
 and the page must show it without being reloaded.
 """
+
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -87,3 +89,26 @@ def test_the_message_list_follows_a_running_mailing_until_it_ends(page, site):
     assert page.locator("#messages").get_attribute("hx-trigger") is None
     assert page.locator("[hx-trigger*=every]").count() == 0  # the progress stopped too
     assert violations == []
+
+
+def test_cancelling_a_mailing_asks_first(page, site):
+    mailing_id = new_mailing(site, text="Tomorrow", starts_in=timedelta(days=1))
+    url = f"{site.url}/admin/mailings/{mailing_id}"
+    page.goto(url)
+    page.get_by_role("button", name="Cancel mailing").click()
+    expect(page).to_have_url(f"{url}/cancel")
+    expect(page.get_by_role("heading", name=f"Cancel mailing {mailing_id}?")).to_be_visible()
+    page.get_by_role("link", name="Keep it").click()
+    expect(page).to_have_url(url)
+    expect(page.locator("#state")).to_have_text("scheduled")  # nothing happened meanwhile
+
+    page.get_by_role("button", name="Cancel mailing").click()
+    page.get_by_role("button", name=f"Yes, cancel mailing {mailing_id}").click()
+    expect(page).to_have_url(url)
+    expect(page.locator("#state")).to_have_text("cancelled")
+    expect(page.get_by_role("button", name="Cancel mailing")).to_have_count(0)
+
+    # There is nothing left to cancel: the confirmation page says so.
+    page.goto(f"{url}/cancel")
+    expect(page.get_by_role("heading", name="Not possible now")).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text("cancelled")
