@@ -152,9 +152,9 @@ def watch_csp(page: Page) -> list[str]:
     return seen
 
 
-def screenshot(page: Page, tmp_path: Path, name: str) -> None:
+def screenshot(page: Page, tmp_path: Path, name: str, *, full_page: bool = True) -> None:
     path = tmp_path / name
-    page.screenshot(path=path, full_page=True)
+    page.screenshot(path=path, full_page=full_page)
     assert path.stat().st_size > 10_000  # a rendered page, not a blank one
     if os.environ.get("UI_SCREENSHOTS") == "docs":
         DOCS.mkdir(exist_ok=True)
@@ -340,7 +340,7 @@ def test_the_sign_in_request_uses_pkce(page, site):
     assert "code_challenge=" in authorize
 
 
-def test_pages_fit_a_phone_screen(chromium, site):
+def test_pages_fit_a_phone_screen(chromium, site, tmp_path):
     context = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     phone = context.new_page()
     try:
@@ -351,6 +351,7 @@ def test_pages_fit_a_phone_screen(chromium, site):
                 "() => document.documentElement.scrollWidth - window.innerWidth"
             )
             assert overflow <= 0, f"{path} is {overflow}px wider than the screen"
+        screenshot(phone, tmp_path, "admin-mailing-phone.png", full_page=False)
     finally:
         context.close()
 
