@@ -32,7 +32,7 @@ bench: $(STAMP) ## benchmarks; rewrites bench/RESULTS.md and bench/scale.png
 screenshots: $(STAMP) ## re-take docs/admin-*.png with the browser tests (needs /usr/bin/chromium)
 	UI_SCREENSHOTS=docs $(BIN)/pytest tests/test_web_ui_browser.py
 
-vendor: ## re-fetch the admin UI's HTMX and Pico CSS from the npm registry
+vendor: ## re-fetch HTMX, Pico CSS, Swagger UI and ReDoc (pinned in fetch.sh) from the npm registry
 	web/static/vendor/fetch.sh
 
 clean:

@@ -24,6 +24,7 @@ PAGES = [
     "/admin/mailings/new",
     "/admin/mailings/1",
     "/admin/mailings/1/edit",
+    "/admin/mailings/1/cancel",
     "/admin/mailings/1/delete",
     "/admin/mailings/1/messages/1",
 ]
@@ -178,7 +179,7 @@ def test_csv_import_reports_bad_rows_and_imports_nothing(browser, session):
         "/admin/clients/import", data={"csrf_token": csrf}, files={"file": ("c.csv", csv)}
     )
     assert report.status_code == 422
-    assert re.search(r"<td>3</td><td>phone: [^<]*not-a-phone", report.text)
+    assert re.search(r">3</td><td [^>]*>phone: [^<]*not-a-phone", report.text)
     assert session.exec(select(Client)).all() == []
     skipped = browser.post(
         "/admin/clients/import",

@@ -152,9 +152,9 @@ def watch_csp(page: Page) -> list[str]:
     return seen
 
 
-def screenshot(page: Page, tmp_path: Path, name: str) -> None:
+def screenshot(page: Page, tmp_path: Path, name: str, *, full_page: bool = True) -> None:
     path = tmp_path / name
-    page.screenshot(path=path, full_page=True)
+    page.screenshot(path=path, full_page=full_page)
     assert path.stat().st_size > 10_000  # a rendered page, not a blank one
     if os.environ.get("UI_SCREENSHOTS") == "docs":
         DOCS.mkdir(exist_ok=True)
@@ -264,6 +264,7 @@ def test_an_operator_runs_a_mailing_from_sign_in_to_sign_out(page, site, tmp_pat
     page.get_by_role("button", name="Create mailing").click()
     expect(page.locator("#state")).to_have_text("scheduled")
     page.get_by_role("button", name="Cancel mailing").click()
+    page.get_by_role("button", name="Yes, cancel mailing 2").click()  # it asks first
     expect(page.locator("#state")).to_have_text("cancelled")
 
     page.goto(f"{site}/admin/")
@@ -339,7 +340,7 @@ def test_the_sign_in_request_uses_pkce(page, site):
     assert "code_challenge=" in authorize
 
 
-def test_pages_fit_a_phone_screen(chromium, site):
+def test_pages_fit_a_phone_screen(chromium, site, tmp_path):
     context = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     phone = context.new_page()
     try:
@@ -350,5 +351,36 @@ def test_pages_fit_a_phone_screen(chromium, site):
                 "() => document.documentElement.scrollWidth - window.innerWidth"
             )
             assert overflow <= 0, f"{path} is {overflow}px wider than the screen"
+        screenshot(phone, tmp_path, "admin-mailing-phone.png", full_page=False)
+    finally:
+        context.close()
+
+
+def test_state_badges_are_legible_in_dark_mode(chromium, site, tmp_path):
+    context = chromium.new_context(viewport={"width": 1280, "height": 900}, color_scheme="dark")
+    page = context.new_page()
+    try:
+        sign_in(page, site, OPERATOR)
+        expect(page.locator("#dashboard-rows mark.state").first).to_be_visible()
+        # WCAG's contrast ratio of each badge's text to its own background: at least 4.5.
+        ratios = page.evaluate(
+            """() => {
+                const luminance = colour => {
+                    const [r, g, b] = colour.match(/[\\d.]+/g).slice(0, 3).map(v => {
+                        v = v / 255;
+                        return v <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+                    });
+                    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+                };
+                return [...document.querySelectorAll('mark.state')].map(mark => {
+                    const style = getComputedStyle(mark);
+                    const [a, b] = [luminance(style.color), luminance(style.backgroundColor)];
+                    return [mark.textContent, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)];
+                });
+            }"""
+        )
+        assert ratios
+        assert [(state, ratio) for state, ratio in ratios if ratio < 4.5] == []
+        screenshot(page, tmp_path, "admin-dashboard-dark.png")
     finally:
         context.close()

@@ -1,4 +1,5 @@
-"""The FastAPI application: REST API under ``/api/v1``, Swagger UI at ``/docs/``."""
+"""The FastAPI application: REST API under ``/api/v1``, Swagger UI at ``/docs/``, ReDoc at
+``/redoc/`` (both from our own files: ``web.docs``)."""
 
 import gc
 import sys
@@ -10,7 +11,7 @@ from sqlalchemy.engine import Engine
 from notifyctl import __version__
 from notifyctl.config import Settings, get_settings
 from notifyctl.db import current_revision, ensure_schema, make_engine
-from web import errors, limits, metrics, ui
+from web import docs, errors, limits, metrics, ui
 from web.api import clients, mailings, stats
 from web.deps import require_caller
 from web.oidc import OidcVerifier
@@ -44,8 +45,8 @@ def create_app(
         title="notifyctl",
         version=__version__,
         description=DESCRIPTION,
-        docs_url="/docs/",
-        redoc_url="/redoc/",
+        docs_url=None,  # web.docs serves them from our own files, not a CDN
+        redoc_url=None,
         responses=errors.ERROR_RESPONSES,
     )
     app.state.settings = settings
@@ -71,6 +72,7 @@ def create_app(
     app.include_router(api)
 
     ui.install(app, settings)
+    docs.install(app)
 
     app.state.metrics = metrics.install(app)
     app.add_middleware(SecurityHeaders)  # last, so outermost: a 500 carries the headers too
@@ -78,10 +80,6 @@ def create_app(
     @app.get("/admin", include_in_schema=False)
     def admin_without_slash() -> RedirectResponse:
         return RedirectResponse("/admin/")
-
-    @app.get("/docs", include_in_schema=False)
-    def docs_without_slash() -> RedirectResponse:
-        return RedirectResponse("/docs/")
 
     @app.get("/healthz", summary="Liveness and database check", tags=["operations"])
     def healthz() -> dict:

@@ -141,12 +141,13 @@ def edit(request: Request, session: SessionDep, client_id: int, form: FormDep) -
 def confirm_delete(request: Request, session: SessionDep, client_id: int) -> HTMLResponse:
     client = clients.get_client(session=session, client_id=client_id)
     context = {
+        "verb": "delete",
         "what": f"client {client.id} ({client.phone})",
         "detail": "Its pending messages are cancelled; sent ones stay in the statistics.",
         "action": f"/admin/clients/{client.id}/delete",
         "back": "/admin/clients",
     }
-    return render(request, "admin/confirm_delete.html", context)
+    return render(request, "admin/confirm.html", context)
 
 
 @router.post("/{client_id}/delete")

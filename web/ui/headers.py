@@ -3,7 +3,7 @@
 Every page of the UI takes its scripts, styles and images from ``/admin/static`` only:
 no inline ``<script>``, ``<style>``, ``style=`` or ``on…=`` in the templates (HTMX's own
 indicator ``<style>`` is switched off in ``base.html``), so the policy needs no
-``'unsafe-inline'``. Swagger UI at ``/docs/`` loads from a CDN and keeps no such policy;
+``'unsafe-inline'``. Swagger UI and ReDoc (``web.docs``) send policies of their own;
 framing is refused everywhere.
 """
 

@@ -6,11 +6,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from notifyctl.errors import InvalidInput, NotFound, NotifyError
+from notifyctl.errors import Conflict, InvalidInput, NotFound, NotifyError
 from notifyctl.models import (
     Mailing,
     MailingCreate,
     MailingFilter,
+    MailingState,
     MailingUpdate,
     MessageStatus,
     SendWindow,
@@ -167,7 +168,7 @@ def edit(request: Request, session: SessionDep, mailing_id: int, form: FormDep) 
 
 @router.post("/{mailing_id}/{action}", name="ui_mailing_action")
 def act(session: SessionDep, mailing_id: int, action: str) -> Response:
-    """cancel, pause, resume, retry, or delete (after its confirmation page).
+    """cancel or delete (each after its confirmation page), pause, resume, retry.
 
     A refusal (a mailing that has ended, say) reaches the app's error handler, which
     rolls nothing forward and shows the admin error page with its status.
@@ -185,16 +186,37 @@ def act(session: SessionDep, mailing_id: int, action: str) -> Response:
 def confirm_delete(request: Request, session: SessionDep, mailing_id: int) -> HTMLResponse:
     mailing = mailings.get_mailing(session=session, mailing_id=mailing_id)
     counts = stats.mailing_stats(session=session, mailing_id=mailing_id)
-    return render(
-        request,
-        "admin/confirm_delete.html",
-        {
-            "what": f"mailing {mailing.id}",
-            "detail": f"{counts.total} messages and their history go with it.",
-            "action": f"/admin/mailings/{mailing.id}/delete",
-            "back": f"/admin/mailings/{mailing.id}",
-        },
-    )
+    context = {
+        "verb": "delete",
+        "what": f"mailing {mailing.id}",
+        "detail": f"{counts.total} messages and their history go with it.",
+        "action": f"/admin/mailings/{mailing.id}/delete",
+        "back": f"/admin/mailings/{mailing.id}",
+    }
+    return render(request, "admin/confirm.html", context)
+
+
+@router.get("/{mailing_id}/cancel", name="ui_mailing_cancel")
+def confirm_cancel(request: Request, session: SessionDep, mailing_id: int) -> HTMLResponse:
+    """Cancelling stops a mailing for good: the button leads here, and this page's form acts."""
+    mailing = mailings.get_mailing(session=session, mailing_id=mailing_id)
+    counts = stats.mailing_stats(session=session, mailing_id=mailing_id)
+    if counts.state in (MailingState.finished, MailingState.cancelled):
+        raise Conflict(f"mailing {mailing_id} is {counts.state.value}: nothing to cancel")
+    unsent = counts.by_status.get(MessageStatus.pending.value, 0)
+    context = {
+        "verb": "cancel",
+        "what": f"mailing {mailing.id}",
+        "detail": (
+            f"Nothing more is sent: its {unsent} pending messages become cancelled, and it "
+            "cannot be resumed."
+            if counts.total
+            else "It will not start, and cannot be resumed."
+        ),
+        "action": f"/admin/mailings/{mailing.id}/cancel",
+        "back": f"/admin/mailings/{mailing.id}",
+    }
+    return render(request, "admin/confirm.html", context)
 
 
 @router.get("/{mailing_id}/messages/{message_id}", name="ui_message")
