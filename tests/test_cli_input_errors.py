@@ -81,3 +81,35 @@ def test_mock_faults_out_of_bounds_are_exit_2(option, value, monkeypatch):
     monkeypatch.setattr(server, "serve", serve)
     result = CliRunner().invoke(app, ["mock", option, value])
     one_line_error(result, option)
+
+
+def test_a_setting_that_cannot_be_read_is_exit_2_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ) | {"NOTIFY_REPORT_TO": "[bad"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "notifyctl",
+            "--db",
+            f"sqlite:///{tmp_path / 'a.db'}",
+            "client",
+            "list",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: invalid setting:")
+    assert "report_to" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_a_log_file_that_is_a_folder_is_exit_2_in_one_line(cli, tmp_path):
+    result = cli("logs", "--file", str(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: {tmp_path}: is a directory\n"

@@ -194,6 +194,16 @@ def explain(exc: BaseException, *, params: list[Any] | None = None, verbose: boo
     if _is_validation_error(exc):
         error(f"invalid setting: {_first_validation_problem(exc)}")
         return 2
+    if type(exc).__name__ == "SettingsError":  # pydantic-settings could not read a value
+        cause = exc.__cause__ or exc.__context__
+        detail = f" ({type(cause).__name__})" if cause is not None else ""
+        error(f"invalid setting: {_clause(str(exc))}{detail}")
+        return 2
+    if isinstance(
+        exc, IsADirectoryError | NotADirectoryError | FileNotFoundError | PermissionError
+    ):
+        error(f"{exc.filename}: {_clause(exc.strerror or str(exc))}")
+        return 2
     if verbose:
         raise exc
     error(f"unexpected {type(exc).__name__}: {exc} (run with -v for the traceback)")
