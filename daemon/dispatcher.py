@@ -18,7 +18,7 @@ from daemon.rules import Decision, Fate
 from daemon.sender import Rejected, Sender, SendError, Unauthorized
 from notifyctl.config import Settings
 from notifyctl.models import MessageStatus
-from notifyctl.services.delivery import Claimed, MailingSnapshot, Outcome
+from notifyctl.services.delivery import AttemptRecord, Claimed, MailingSnapshot, Outcome
 
 AUTH_PROBE_INTERVAL = 30.0  # seconds between tries after the API refused our token
 
@@ -211,25 +211,59 @@ class Dispatcher:
         )
 
     def trace(self, claimed: Claimed, outcome: Outcome) -> None:
-        """Log each request of the message with its answer, then the message's new status."""
+        """Log each request of the message with its answer, then the message's new status.
+
+        Each value is a field of its own (``http_status``, ``body``, ``error``, ``reason``
+        …); the message is the sentence a person reads.
+        """
         log = self.log.bind(
             message_id=claimed.id, mailing_id=claimed.mailing_id, client_id=claimed.client_id
         )
         for number, attempt in enumerate(outcome.attempts, claimed.attempts + 1):
-            log.info(
-                "request {n}: POST {url}/{id} -> {answer} in {ms:.1f} ms{body}{error}",
-                n=number,
-                url=self.settings.sender_url,
-                id=claimed.id,
-                answer=f"HTTP {attempt.http_status}" if attempt.http_status else "no answer",
-                ms=attempt.duration_ms,
-                body=f", body {attempt.response_excerpt!r}" if attempt.response_excerpt else "",
-                error=f", error: {attempt.error}" if attempt.error else "",
+            _log_request(
+                log, number=number, url=f"{self.settings.sender_url}/{claimed.id}", attempt=attempt
             )
-        if outcome.status == MessageStatus.pending:
+        status, reason = outcome.status, outcome.last_error
+        if status == MessageStatus.pending:
             when = outcome.next_attempt_at.isoformat() if outcome.next_attempt_at else "now"
-            reason = f" ({outcome.last_error})" if outcome.last_error else ""
-            log.info("status sending -> pending, next attempt at {when}{r}", when=when, r=reason)
+            if reason:
+                log.info(
+                    "status sending -> pending, next attempt at {next_attempt_at} ({reason})",
+                    next_attempt_at=when,
+                    reason=reason,
+                )
+            else:
+                log.info(
+                    "status sending -> pending, next attempt at {next_attempt_at}",
+                    next_attempt_at=when,
+                )
+        elif reason:
+            log.info("status sending -> {status}: {reason}", status=status.value, reason=reason)
         else:
-            reason = f": {outcome.last_error}" if outcome.last_error else ""
-            log.info("status sending -> {status}{r}", status=outcome.status, r=reason)
+            log.info("status sending -> {status}", status=status.value)
+
+
+def _log_request(log, *, number: int, url: str, attempt: AttemptRecord) -> None:
+    """One request's line: ``attempt``, ``http_status``, ``duration_ms``, ``body`` and
+    ``error`` as fields, holding values only.
+
+    The sentence's optional parts (", body '…'", ", error: …") are formatted into the
+    message but not captured as fields (``capture=False``); the values are bound instead.
+    """
+    excerpt, error = attempt.response_excerpt, attempt.error
+    fields = {"attempt": number, "duration_ms": round(attempt.duration_ms, 1)}
+    if attempt.http_status is not None:
+        fields["http_status"] = attempt.http_status
+    if excerpt:
+        fields["body"] = excerpt
+    if error:
+        fields["error"] = error
+    log.bind(**fields).opt(capture=False).info(
+        "request {n}: POST {url} -> {answer} in {ms:.1f} ms{body}{error}",
+        n=number,
+        url=url,
+        answer=f"HTTP {attempt.http_status}" if attempt.http_status else "no answer",
+        ms=attempt.duration_ms,
+        body=f", body {excerpt!r}" if excerpt else "",
+        error=f", error: {error}" if error else "",
+    )

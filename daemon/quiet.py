@@ -33,10 +33,19 @@ class QuietErrors:
             return False
         repeats = self._repeats.pop(key, 0)
         self._last[key] = now
-        suffix = f" (and {repeats} times more in the last {self._interval:.0f}s)" if repeats else ""
-        detail = f": {exc}" if exc is not None else ""
-        self._log.error(
-            "{message}{detail}{suffix}", message=message, detail=detail, suffix=suffix, **fields
+        # Values are fields (``error``, ``repeats``); the sentence's optional parts are
+        # formatted into the message only (capture=False), never into a field.
+        if exc is not None:
+            fields["error"] = str(exc)
+        if repeats:
+            fields["repeats"] = repeats
+        self._log.bind(**fields).opt(capture=False).error(
+            "{what}{detail}{suffix}",
+            what=message,
+            detail=f": {exc}" if exc is not None else "",
+            suffix=f" (and {repeats} times more in the last {self._interval:.0f}s)"
+            if repeats
+            else "",
         )
         return True
 
@@ -44,4 +53,6 @@ class QuietErrors:
         """Say once that the trouble under ``key`` is over."""
         if self._last.pop(key, None) is not None:
             repeats = self._repeats.pop(key, 0)
-            self._log.info("{message} (after {n} more failures)", message=message, n=repeats)
+            self._log.bind(repeats=repeats).opt(capture=False).info(
+                "{what} (after {n} more failures)", what=message, n=repeats
+            )

@@ -17,6 +17,7 @@ The database is reached through ``daemon.store`` only. Each loop stamps its prog
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import os
 import socket
 import time
@@ -135,12 +136,20 @@ class Worker:
 
     async def run(self) -> Counters:
         """Run until ``stop()`` (or, with ``burst``, until nothing is due or sendable)."""
-        self.log.info(
-            "daemon started: concurrency {c}, rate limit {r}/s, sending to {url}",
-            c=self.settings.concurrency,
-            r=self.settings.rate_limit or "no",
-            url=self.settings.sender_url,
-        )
+        if self.settings.rate_limit:
+            self.log.info(
+                "daemon started: concurrency {concurrency}, rate limit {rate_limit:g}/s, "
+                "sending to {sender_url}",
+                concurrency=self.settings.concurrency,
+                rate_limit=self.settings.rate_limit,
+                sender_url=self.settings.sender_url,
+            )
+        else:
+            self.log.info(
+                "daemon started: concurrency {concurrency}, no rate limit, sending to {sender_url}",
+                concurrency=self.settings.concurrency,
+                sender_url=self.settings.sender_url,
+            )
         if self.exclusive:
             taken = await asyncio.to_thread(take_over_orphans, self.store.engine)
             self.counters.leases_taken_over += taken
@@ -163,7 +172,11 @@ class Worker:
         if self.burst:  # leave no ended mailing with unsent messages behind (cron use)
             with contextlib.suppress(Exception):
                 await self.housekeeping.expire()
-        self.log.info("daemon stopped: {c}", c=self.counters)
+        self.log.info(  # every counter a field of its own (claimed, sent, ... restarts)
+            "daemon stopped: {sent} sent, {failed} failed, {retried} to retry, {expired} expired, "
+            "{cancelled} cancelled; {requests} requests",
+            **dataclasses.asdict(self.counters),
+        )
         return self.counters
 
     def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> asyncio.Task:

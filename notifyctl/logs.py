@@ -13,6 +13,11 @@ all one a caller sent) goes in as a keyword argument: ``logger.info("created {ph
 phone=phone)``. Caller text inside the template would be formatted (``{0.__class__}``
 walks to ``os.environ``) or read as a colour tag. ``tests/test_log_calls.py`` checks the
 rule over the source; the text format's template holds no value of the record either.
+
+Every keyword argument becomes a JSON field, so it carries a value (``error="HTTP 503"``),
+never a piece of the sentence (``", error: HTTP 503"``). A sentence with optional parts
+binds its values (``log.bind(error=error)``) and formats the parts with
+``.opt(capture=False)``, which keeps them out of the fields (``daemon/dispatcher.py``).
 """
 
 import json
@@ -111,7 +116,8 @@ def _as_json(record) -> str:
         "source": f"{record['name']}:{record['function']}:{record['line']}",
     }
     for key, value in record["extra"].items():
-        if key not in ("json", "ids", "traceback"):
+        # (a field named like one of ours never replaces it: the message stays the sentence)
+        if key not in ("json", "ids", "traceback") and key not in fields:
             fields[key] = (
                 value
                 if isinstance(value, int | float | bool | None)

@@ -103,6 +103,93 @@ def test_a_mailing_message_and_client_can_each_be_pulled_from_the_log(
     assert [json.loads(line) for line in as_json.output.splitlines()] == of_client
 
 
+#: JSON fields every line has; every other field is a value bound to the line.
+CORE_FIELDS = {"time", "level", "message", "source", "exception"}
+
+
+def test_json_fields_hold_values_and_the_message_the_sentence(db_url, session, mock_api, log_file):
+    settings = settings_for(db_url, mock_api, log_file=log_file)
+    configure_logging(settings)
+    add_clients(session, 30)
+    add_mailing(session)
+    mock_api.faults(error_rate=0.3, garbage_rate=0.1)
+    run_worker(settings)
+    logged = lines(log_file)
+
+    requests = [line for line in logged if line["message"].startswith("request ")]
+    failed = [line for line in requests if "error" in line]
+    assert failed, "the mock's errors should have failed some requests"
+    for line in requests:
+        assert isinstance(line["attempt"], int)
+        assert isinstance(line["duration_ms"], float)
+        if "body" in line:
+            assert f", body {line['body']!r}" in line["message"]  # the sentence quotes it
+    for line in failed:
+        assert line["message"].endswith(f", error: {line['error']}")
+    answered = [line for line in failed if "http_status" in line]
+    assert answered
+    for line in answered:
+        assert isinstance(line["http_status"], int)
+        assert f"HTTP {line['http_status']}" in line["message"]
+    served = [line for line in requests if line.get("http_status") == 200 and "error" not in line]
+    assert served
+    assert json.loads(served[0]["body"]) == {"code": 0, "message": "OK"}
+
+    for line in logged:  # no field holds a piece of a sentence, nor a Python repr
+        for key, value in line.items():
+            if key in CORE_FIELDS or not isinstance(value, str):
+                continue
+            assert not value.startswith((", ", ": ", " (")), (key, line)
+            assert "Counters(" not in value, (key, line)
+        assert "Counters(" not in line["message"]
+
+    [stopped] = [line for line in logged if line["message"].startswith("daemon stopped")]
+    sent = len([line for line in logged if line["message"] == "status sending -> sent"])
+    assert stopped["sent"] == sent == 30  # each counter is a field of its own
+    assert stopped["requests"] == len(requests)
+    assert {"claimed", "failed", "retried", "expired", "restarts"} <= stopped.keys()
+    assert f"{sent} sent" in stopped["message"]
+
+
+@pytest.mark.parametrize(
+    ("rate_limit", "said"),
+    [(0, ", no rate limit,"), (50, ", rate limit 50/s,"), (2.5, ", rate limit 2.5/s,")],
+)
+def test_the_daemon_start_line_says_its_rate_limit_in_a_sentence(
+    db_url, mock_api, log_file, rate_limit, said
+):
+    settings = settings_for(db_url, mock_api, log_file=log_file, rate_limit=rate_limit)
+    configure_logging(settings)
+    run_worker(settings)
+    [started] = [line for line in lines(log_file) if line["message"].startswith("daemon started")]
+    assert said in started["message"]
+    assert started.get("rate_limit", 0) == rate_limit
+    assert started["concurrency"] == settings.concurrency
+
+
+def test_a_repeated_error_is_one_line_with_the_error_and_the_count_as_fields(tmp_path, log_file):
+    from daemon.quiet import QuietErrors
+
+    configure_logging(Settings(log_file=log_file, log_console_level="CRITICAL"))
+    now = [0.0]
+    errors = QuietErrors(logger, interval=30, monotonic=lambda: now[0])
+    for at in (0.0, 1.0, 2.0, 31.0):
+        now[0] = at
+        errors.error("claim", "could not claim messages", ConnectionError("database is down"))
+    errors.recovered("claim", "claiming works again")
+    first, again, recovered = lines(log_file)
+    assert first["message"] == "could not claim messages: database is down"
+    assert first["error"] == "database is down"
+    assert "repeats" not in first
+    assert again["message"] == (
+        "could not claim messages: database is down (and 2 times more in the last 30s)"
+    )
+    assert again["error"] == "database is down"
+    assert again["repeats"] == 2
+    assert recovered["message"] == "claiming works again (after 0 more failures)"
+    assert recovered["repeats"] == 0
+
+
 def test_no_token_or_secret_reaches_the_log(db_url, session, mock_api, log_file):
     add_clients(session, 5)
     add_mailing(session)
