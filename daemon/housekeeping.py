@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import schedule
 
 from daemon import rules
+from daemon.breaker import BreakerState
 from daemon.mailer import MailError, send_report
 from daemon.metrics import DaemonMetrics
 from daemon.quiet import QuietErrors
@@ -46,7 +47,7 @@ class Housekeeping:
         metrics: DaemonMetrics,
         counters,
         log,
-        breaker_state: Callable[[], str],
+        breaker_state: Callable[[], BreakerState],
     ) -> None:
         self.store = store
         self.settings = settings
@@ -140,7 +141,7 @@ class Housekeeping:
         """Read the live mailings' state (pause, cancel, text, window) again."""
         self.mailings = await self.store.live_mailings(self.clock.now())
         self.metrics.active.set(len(self.sendable(self.clock.now())))
-        self.metrics.breaker.state(self._breaker_state())
+        self.metrics.breaker_state(self._breaker_state())
 
     async def expire(self) -> None:
         expired, completed = await self.store.expire_and_complete(self.clock.now())

@@ -1,25 +1,18 @@
 """The daemon's Prometheus metrics (prometheus-client), served on NOTIFY_METRICS_PORT.
 
 Each worker gets its own registry so that several workers in one process (tests) do not
-collide; the CLI serves the registry of the process's one worker. ``docs/metrics.md``
-lists every metric with its labels.
+collide; the CLI serves the registry of the process's one worker. Each registry also
+holds the standard ``process_*`` and ``python_*`` series and ``notifyctl_build_info``
+(``notifyctl.metrics``). ``docs/metrics.md`` lists every metric with its labels.
 """
 
 from loguru import logger
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Enum,
-    Gauge,
-    Histogram,
-    disable_created_metrics,
-)
+from prometheus_client import Counter, Gauge, Histogram
 
 from daemon.breaker import BreakerState
+from notifyctl import metrics
 from notifyctl.models import FINAL_STATUSES
 from notifyctl.services.delivery import AttemptRecord
-
-disable_created_metrics()  # the *_created series double every family for little use
 
 #: Request durations: the mock answers in ms, a slow real API in seconds.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -45,7 +38,7 @@ class DaemonMetrics:
     """Counters, gauges and histograms of one worker."""
 
     def __init__(self) -> None:
-        self.registry = registry = CollectorRegistry()
+        self.registry = registry = metrics.registry()
         self.messages = Counter(
             "notifyctl_messages",
             "Messages this daemon brought to a final status",
@@ -72,10 +65,12 @@ class DaemonMetrics:
             "Requests that repeat an earlier failed request of the same message",
             registry=registry,
         )
-        self.breaker = Enum(
+        # A state set in the usual shape: one series per state, label `state`, 1 for the
+        # current one. (prometheus-client's Enum names the label after the metric.)
+        self.breaker = Gauge(
             "notifyctl_circuit_breaker_state",
-            "State of the circuit breaker in front of the sending API",
-            states=[state.value for state in BreakerState],
+            "State of the circuit breaker in front of the sending API: 1 for the current state",
+            ["state"],
             registry=registry,
         )
         self.pending = Gauge(
@@ -107,7 +102,12 @@ class DaemonMetrics:
         )
         for status in FINAL_STATUSES:
             self.messages.labels(status.value)
-        self.breaker.state(BreakerState.closed.value)
+        self.breaker_state(BreakerState.closed)
+
+    def breaker_state(self, current: BreakerState | str) -> None:
+        """Set the breaker's series: 1 for ``current``, 0 for the other states."""
+        for state in BreakerState:
+            self.breaker.labels(state.value).set(1 if state == current else 0)
 
     def observe(self, attempts: list[AttemptRecord], *, earlier: int, status: str) -> None:
         """Count one message's requests (``earlier`` made before this claim) and outcome."""

@@ -115,7 +115,7 @@ class Worker:
             metrics=self.metrics,
             counters=self.counters,
             log=self.log,
-            breaker_state=lambda: self.breaker.state.value,
+            breaker_state=lambda: self.breaker.state,
         )
         self.progress = Progress(("claimer", "recorder"))
         self._errors = QuietErrors(self.log)

@@ -7,6 +7,7 @@ from urllib.request import urlopen
 import pytest
 from fastapi.testclient import TestClient
 from loguru import logger
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import select
 
@@ -310,25 +311,76 @@ def test_the_daemon_exposes_outcomes_latency_errors_and_retries(db_url, session,
     assert errors.get("garbage", 0) > 0
     assert sum(errors.values()) == len(failed)
     assert values[("notifyctl_retries_total", ())] == len(attempts) - 60
-    state = ("notifyctl_circuit_breaker_state", (("notifyctl_circuit_breaker_state", "closed"),))
-    assert values[state] == 1
+    breaker = {
+        dict(labels)["state"]: value
+        for (name, labels), value in values.items()
+        if name == "notifyctl_circuit_breaker_state"
+    }
+    assert breaker == {"closed": 1, "open": 0, "half_open": 0}
     assert values[("notifyctl_pending_messages", ())] == 0
     assert ("notifyctl_lease_takeovers_total", ()) in values
     assert mailing.id
 
 
-def test_every_metric_is_documented(db_url, engine):
+def scrape_both(tmp_path) -> dict[str, str]:
+    """The text exposition of the API's /metrics and of a daemon's metrics port."""
+    from notifyctl.db import make_engine
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'metrics.db'}")
+    engine = make_engine(settings.database_url)
+    app = create_app(settings=settings, engine=engine, login_token=LOGIN)
+    with TestClient(app) as client:
+        client.get("/healthz")
+        api = client.get("/metrics").text
+    engine.dispose()
+    metrics = DaemonMetrics()
+    port = free_port()
+    assert metrics.serve("127.0.0.1", port)
+    with urlopen(f"http://127.0.0.1:{port}/metrics") as answer:
+        daemon = answer.read().decode()
+    return {"api": api, "daemon": daemon}
+
+
+def test_the_api_and_the_daemon_expose_process_python_and_build_info_series(tmp_path):
+    from notifyctl import __version__
+
+    for component, exposition in scrape_both(tmp_path).items():
+        families = {f.name: f for f in text_string_to_metric_families(exposition)}
+        values = samples(exposition)
+        assert values[("process_resident_memory_bytes", ())] > 0, component
+        assert values[("process_cpu_seconds_total", ())] >= 0, component
+        assert values[("process_open_fds", ())] > 0, component
+        assert "python_gc_collections" in families, component
+        [info] = [key for key in values if key[0] == "python_info"]
+        assert ("implementation", "CPython") in info[1], component
+        assert values[("notifyctl_build_info", (("version", __version__),))] == 1, component
+        assert families["notifyctl_build_info"].type == "gauge", component
+
+
+def test_the_breaker_state_is_one_series_per_state_with_the_label_state():
+    from daemon.breaker import BreakerState
+
+    metrics = DaemonMetrics()
+    metrics.breaker_state(BreakerState.open)
+    [family] = [
+        f
+        for f in text_string_to_metric_families(generate_latest(metrics.registry).decode())
+        if f.name == "notifyctl_circuit_breaker_state"
+    ]
+    assert family.type == "gauge"
+    assert {s.labels["state"]: s.value for s in family.samples} == {
+        "closed": 0,
+        "open": 1,
+        "half_open": 0,
+    }
+    assert all(set(s.labels) == {"state"} for s in family.samples)
+
+
+def test_every_metric_is_documented(tmp_path):
     from pathlib import Path
 
     documented = (Path(__file__).resolve().parent.parent / "docs" / "metrics.md").read_text()
-    app = create_app(settings=Settings(database_url=db_url), engine=engine, login_token=LOGIN)
-    with TestClient(app) as client:
-        client.get("/healthz")
-        api_exposition = client.get("/metrics").text
-    from prometheus_client import generate_latest
-
-    daemon_exposition = generate_latest(DaemonMetrics().registry).decode()
-    for exposition in (api_exposition, daemon_exposition):
+    for exposition in scrape_both(tmp_path).values():
         for family in text_string_to_metric_families(exposition):
             suffix = "_total" if family.type == "counter" else ""
             assert f"`{family.name}{suffix}`" in documented, family.name

@@ -11,19 +11,10 @@ import uuid
 
 from fastapi import FastAPI, Request, Response
 from loguru import logger
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    disable_created_metrics,
-    generate_latest,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
+from notifyctl import metrics as standard
 from web import errors
-
-# The *_created series double every family for little use; off for the API and daemon alike.
-disable_created_metrics()
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 #: Path parameters that name a mailing, message or client, bound to the request's lines.
@@ -31,10 +22,12 @@ ID_PARAMS = ("mailing_id", "message_id", "client_id")
 
 
 class HttpMetrics:
-    """Requests by route and status, and their latency; one registry per app."""
+    """Requests by route and status, and their latency; one registry per app, which
+    also holds the standard ``process_*`` and ``python_*`` series and
+    ``notifyctl_build_info`` (``notifyctl.metrics``)."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = standard.registry()
         self.requests = Counter(
             "notifyctl_http_requests",
             "HTTP requests answered, by method, route template and status",
