@@ -26,7 +26,7 @@ RUN useradd --system --uid 10001 --user-group --home-dir /app --create-home noti
 COPY --from=build /opt/notifyctl /opt/notifyctl
 USER 10001:10001
 WORKDIR /app
-EXPOSE 8000 8001 9100
+EXPOSE 8000 8001 8002
 # The API's check; compose and Kubernetes give the daemon (`notifyctl daemon --check`) and
 # the mock their own.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \

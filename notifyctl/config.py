@@ -33,6 +33,8 @@ PLACEHOLDER = re.compile(r"(?<![a-z0-9])change[-_ ]?me(?![a-z0-9])", re.IGNORECA
 MIN_SECRET_BYTES = 32
 #: The shortest login token production accepts, in characters (ours are 47).
 MIN_LOGIN_TOKEN_CHARS = 32
+#: The daemon's metrics port unless NOTIFY_METRICS_PORT says otherwise; `up --metrics-port`.
+DEFAULT_METRICS_PORT = 8002
 
 
 class Environment(StrEnum):
@@ -117,7 +119,9 @@ class Settings(BaseSettings):
     #: HTTP client transport under the httpx API
     sender_transport: Transport = Transport.aiohttp
     #: port of the daemon's Prometheus /metrics (sender process k of --workers N: port + k); 0 = off
-    metrics_port: int = Field(9100, ge=0, le=65535)
+    #: (beside the API's 8000 and the mock's 8001, and on no port of Prometheus's list of
+    #: exporter ports, where 9100 is node_exporter's: see the README, Observability)
+    metrics_port: int = Field(DEFAULT_METRICS_PORT, ge=0, le=65535)
     #: address the daemon's metrics listen on (0.0.0.0 in containers)
     metrics_host: str = "127.0.0.1"
 

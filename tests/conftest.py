@@ -40,7 +40,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
         if name.startswith("NOTIFY_") and name != "NOTIFY_TEST_POSTGRES_URL":
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
-    # Daemons started by tests serve no metrics unless a test asks: no fight over port 9100.
+    # Daemons started by tests serve no metrics unless a test asks: no fight over the metrics port.
     monkeypatch.setenv("NOTIFY_METRICS_PORT", "0")
     # Each test's daemons write their heartbeat in the test's folder, not the shared /tmp.
     monkeypatch.setenv("NOTIFY_HEARTBEAT_FILE", str(tmp_path / "daemon.heartbeat"))

@@ -169,8 +169,46 @@ def test_the_prometheus_config_scrapes_the_api_and_the_daemons():
     assert jobs["notifyctl-daemon"]["dns_sd_configs"][0] == {
         "names": ["daemon"],
         "type": "A",
-        "port": 9100,
+        "port": Settings.model_fields["metrics_port"].default,
     }
+
+
+#: Ports Prometheus's default port allocations list (its wiki) gives to exporters outside
+#: its 9100-9999 range, which it has allocated to the last port: a daemon's metrics port
+#: must be none of these (nor 8000/8001, our API and mock).
+EXPORTER_PORTS = {2112, 3903, 4040, 5555, 6060, 7300, 8000, 8080, 8082, 8088, 8089, 8292}
+EXPORTER_PORTS |= {8404, 9001, 9042, 9043, 9045, 9087, 9095, 9097, 9099, 10080, 12345}
+EXPORTER_PORTS |= {15692, 16995, 19091, 19999, 24231, 42004, 44322, 61091}
+EXPORTER_RANGES = (range(9090, 10000), range(10001, 10300))  # the core, exporters, 10001+
+
+
+def test_the_default_metrics_port_is_no_exporters_and_leaves_room_for_workers():
+    first = Settings.model_fields["metrics_port"].default
+    for port in range(first, first + 8):  # --workers N: process k listens on port + k
+        assert port not in EXPORTER_PORTS | {8000, 8001}, port
+        assert not any(port in taken for taken in EXPORTER_RANGES), port
+
+
+def test_every_deployment_file_serves_the_daemon_metrics_on_the_default_port(base):
+    port = Settings.model_fields["metrics_port"].default  # (the tests' environment sets 0)
+    daemon = by_kind(base, "Deployment")["notifyctl-daemon"]["spec"]["template"]
+    assert daemon["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+    [container] = daemon["spec"]["containers"]
+    assert {"name": "metrics", "containerPort": port} in container["ports"]
+    [service] = [
+        s for s in by_kind(base, "Service").values() if s["spec"].get("clusterIP") == "None"
+    ]
+    assert service["spec"]["ports"][0]["port"] == port
+    config = next(doc for name, doc in by_kind(base, "ConfigMap").items() if "config" in name)
+    assert config["data"]["NOTIFY_METRICS_PORT"] == str(port)
+    environment = APP_SERVICES["daemon"]["environment"]
+    assert environment["NOTIFY_METRICS_PORT"] == str(port)
+    exposed = next(
+        line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("EXPOSE")
+    )
+    assert str(port) in exposed.split()
+    for path in ("README.md", "docs/metrics.md", "deploy/prometheus.yml", "docker-compose.yml"):
+        assert str(port) in (ROOT / path).read_text(), path
 
 
 # --- GitLab CI ---------------------------------------------------------------------------

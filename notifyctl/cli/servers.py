@@ -221,7 +221,7 @@ def daemon(
 
     Tunables are settings (NOTIFY_CONCURRENCY, NOTIFY_RATE_LIMIT, NOTIFY_REQUEST_TIMEOUT,
     NOTIFY_MAX_ATTEMPTS, ...; see the README). Prometheus metrics are served on
-    NOTIFY_METRICS_PORT (9100; 0 = off). SIGTERM or Ctrl-C drains: no new claims,
+    NOTIFY_METRICS_PORT (8002; 0 = off). SIGTERM or Ctrl-C drains: no new claims,
     requests in flight finish, the rest is given back. On SQLite one daemon runs at a time;
     on PostgreSQL start as many as you like.
 
