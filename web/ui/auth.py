@@ -15,7 +15,6 @@ from typing import Annotated
 from urllib.parse import quote
 
 import httpx
-from authlib.integrations.starlette_client import OAuth, OAuthError
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from loguru import logger
@@ -25,6 +24,7 @@ from notifyctl.config import Settings
 from notifyctl.db import session_scope
 from notifyctl.services import sessions
 from notifyctl.services.tokens import same_secret
+from web.ui.oauth import OAuth, OAuthError
 from web.ui.templating import is_htmx, render
 
 router = APIRouter()
