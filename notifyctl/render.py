@@ -133,7 +133,13 @@ def login_lines(settings, base: str, *, token: str, generated: bool) -> str:
     use = "Authorize in Swagger UI, or Authorization: Bearer"
     if generated and settings.env != "prod":
         return f"{admin_link(settings, base, token)}\nlogin token ({use}): {token}"
-    link = admin_link(settings, base, "<your NOTIFY_LOGIN_TOKEN>")
+    # No link with a placeholder in it (…?token=<your token>): what is printed opens as it is.
+    if settings.oidc_issuer and settings.oidc_client_id:
+        link = admin_link(settings, base, token)  # names the provider, not the token
+    elif not generated:
+        link = f"admin UI: {base}/admin/login?token= followed by your NOTIFY_LOGIN_TOKEN"
+    else:
+        link = f"admin UI: {base}/admin/"
     if not generated:
         return f"{link}\nlogin token: use your NOTIFY_LOGIN_TOKEN ({use})"
     return (

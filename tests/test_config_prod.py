@@ -276,8 +276,10 @@ def test_the_login_lines_show_only_a_token_made_up_for_a_local_run(env, generate
     token = "nfy_" + "t" * 43
     lines = login_lines(settings, "http://127.0.0.1:8000", token=token, generated=generated)
     assert (token in lines) is shown
-    assert "http://127.0.0.1:8000/admin/login?token=" in lines
+    assert "http://127.0.0.1:8000/admin/" in lines
+    assert "<" not in lines, "no placeholder such as ?token=<your NOTIFY_LOGIN_TOKEN>"
     if not generated:
+        assert "http://127.0.0.1:8000/admin/login?token= followed by" in lines
         assert "use your NOTIFY_LOGIN_TOKEN" in lines
 
 
