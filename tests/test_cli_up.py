@@ -7,8 +7,10 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.servers import free_port
 
@@ -114,3 +116,129 @@ def test_up_prints_the_login_token_it_made_up_and_that_token_opens_the_api(tmp_p
     finally:
         up.send_signal(signal.SIGINT)
         up.communicate(timeout=60)
+
+
+# --- signals, and what `up` prints --------------------------------------------------------
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc: the Linux this suite runs on)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie, dead but not reaped, is not)."""
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def start_up(tmp_path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    environment = dict(os.environ) | {
+        "NOTIFY_DATABASE_URL": f"sqlite:///{tmp_path / 'up.db'}",
+        "NOTIFY_LOG_FILE": str(tmp_path / "up.jsonl"),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "notifyctl", "up", *args],
+        env=environment | (env or {}),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def banner(up: subprocess.Popen) -> list[str]:
+    """The lines `up` prints on stderr before its statistics, through its "logs:" line."""
+    lines: list[str] = []
+    while not lines or not lines[-1].startswith("logs:"):
+        line = up.stderr.readline()
+        assert line, f"up ended before its banner was complete:\n{''.join(lines)}"
+        lines.append(line)
+    return lines
+
+
+def stop(up: subprocess.Popen, sig: int = signal.SIGINT) -> str:
+    if up.poll() is None:
+        up.send_signal(sig)
+    return up.communicate(timeout=60)[1]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_sigterm_and_sighup_stop_every_child_like_ctrl_c(tmp_path, sig):
+    up = start_up(
+        tmp_path,
+        *("--api-port", str(free_port()), "--mock-port", str(free_port())),
+        env={"NOTIFY_METRICS_PORT": str(free_port())},
+    )
+    try:
+        banner(up)  # the mock and the API listen, the daemon started
+        children = children_of(up.pid)
+        assert len(children) == 3, children  # mock, daemon, API
+        up.send_signal(sig)
+        up.wait(timeout=60)
+        left = [pid for pid in children if running(pid)]
+        for pid in left:  # (they hold up's stderr open: gone, the test can end)
+            os.kill(pid, signal.SIGKILL)
+        assert not left, f"{sig.name} left children of up running: {left}"
+    finally:
+        rest = stop(up)
+    assert up.returncode == 0, rest
+    assert f"stopping ({sig.name})" in rest
+
+
+def test_up_prints_its_own_lines_only_with_the_daemons_metrics_address(tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    metrics_port = free_port()
+    up = start_up(
+        tmp_path,
+        *("--api-port", str(free_port()), "--mock-port", str(free_port())),
+        *("--metrics-port", str(metrics_port)),
+        env={"NOTIFY_LOGIN_TOKEN": "nfy_up-test-token-given-by-the-operator"},
+    )
+    try:
+        printed = banner(up)
+        text = "".join(printed)
+        assert printed[0].startswith("database: "), text  # nothing before `up`'s own lines
+        assert "Warning" not in text  # such as authlib's AuthlibDeprecationWarning
+        for placeholder in ("<", ">", "{"):  # ?token=<your NOTIFY_LOGIN_TOKEN>, {msgId}
+            assert placeholder not in text
+        address = f"http://127.0.0.1:{metrics_port}/metrics"
+        assert f"metrics: daemon {address}" in text
+        families = {}
+        while "notifyctl_build_info" not in families:  # the daemon serves it once it runs
+            assert up.poll() is None
+            try:
+                exposition = httpx.get(address).text
+            except httpx.HTTPError:
+                time.sleep(0.2)
+                continue
+            families = {f.name: f for f in text_string_to_metric_families(exposition)}
+        assert "notifyctl_circuit_breaker_state" in families
+    finally:
+        rest = stop(up)
+    assert up.returncode == 0, rest
+    assert "Warning" not in rest
+
+
+def test_every_option_of_up_is_in_the_readme():
+    from typer.main import get_command
+
+    from notifyctl.cli import app
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    [row] = [line for line in readme.splitlines() if line.startswith("| `notifyctl up ")]
+    options = [o for p in get_command(app).commands["up"].params for o in p.opts if not p.hidden]
+    assert options
+    for option in options:
+        assert option in row, option

@@ -470,6 +470,8 @@ def test_the_api_prints_its_login_token_only_when_it_made_it_up(tmp_path, env, s
         process.wait(10)
     banner = "".join(lines)
     assert "login token" in banner
+    assert "Warning" not in banner  # no library's warning (authlib's) before our lines
+    assert "<" not in banner  # no placeholder link (…?token=<your NOTIFY_LOGIN_TOKEN>)
     assert ("nfy_given-by-the-operator" in banner) is False
     assert bool(re.search(r"nfy_[\w-]{20,}", banner)) is shown
 

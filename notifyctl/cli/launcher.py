@@ -1,10 +1,17 @@
-"""``notifyctl up``: the mock and the daemon as child processes, and a live statistics view."""
+"""``notifyctl up``: the mock and the daemon as child processes, and a live statistics view.
+
+Ctrl-C, SIGTERM (``kill``, systemd, a container runtime) and SIGHUP (the terminal closed)
+all stop the children the same way, and ``up`` exits 0 once they are gone. The children
+run in sessions of their own, so no signal reaches them but the ones ``up`` sends.
+"""
 
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from rich.console import Group
 from rich.live import Live
@@ -15,13 +22,76 @@ from notifyctl.render import STATUS_ORDER, info, login_lines
 
 REFRESH = 1.0  # seconds between statistics refreshes
 STOP_GRACE = 10.0  # seconds children get to drain before they are killed
+#: What stops ``up`` and its children: Ctrl-C, ``kill``/systemd/containers, a closed terminal.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    # Own process group: Ctrl-C reaches us only, and we stop the children in order.
-    return subprocess.Popen(
-        [sys.executable, "-m", "notifyctl", *args], env=env, start_new_session=True
-    )
+class Stopped(BaseException):
+    """One of STOP_SIGNALS arrived. A BaseException, as KeyboardInterrupt is: no ``except
+    Exception`` on its way (in SQLAlchemy, say) may take it for an error and go on."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+
+
+class StopSignals:
+    """STOP_SIGNALS while ``up`` runs, and the children they must reach.
+
+    Running, a signal raises ``Stopped``: one ``finally`` then stops the children, whatever
+    stopped ``up``. While a child starts (``starting``), a signal waits until the child is
+    in ``children``, so none is left behind. Once the children are being stopped
+    (``forwarding``), a further signal goes to those still running (a daemon's second
+    signal ends it at once) instead of cutting the stopping short.
+    """
+
+    def __init__(self) -> None:
+        self.children: list[subprocess.Popen] = []
+        self._starting = False
+        self._held: int | None = None
+        self._forwarding = False
+
+    def __enter__(self) -> "StopSignals":
+        self._previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, _frame) -> None:
+        if self._forwarding:
+            for child in self.children:
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+        elif self._starting:
+            self._held = self._held or signum
+        else:
+            raise Stopped(signum)
+
+    @contextmanager
+    def starting(self) -> Iterator[None]:
+        self._starting = True
+        try:
+            yield
+        finally:
+            self._starting = False
+        if self._held:
+            raise Stopped(self._held)
+
+    def forward(self) -> None:
+        self._forwarding = True
+
+
+def _spawn(signals: StopSignals, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """Start ``notifyctl ARGS`` as a child of ``up``, listed for stopping."""
+    with signals.starting():
+        # Its own session: no signal reaches it but ours (Ctrl-C, a closed terminal), and we
+        # stop the children in order.
+        child = subprocess.Popen(
+            [sys.executable, "-m", "notifyctl", *args], env=env, start_new_session=True
+        )
+        signals.children.append(child)
+    return child
 
 
 def _wait_for_port(port: int, child: subprocess.Popen, timeout: float = 15.0) -> bool:
@@ -64,19 +134,36 @@ def _stats_view(cli: CliState) -> Table:
     return table
 
 
-def run_stack(cli: CliState, *, demo: bool, mock_port: int, api_port: int) -> None:
-    """Run mock + daemon + API until Ctrl-C, showing the statistics."""
+def run_stack(
+    cli: CliState, *, demo: bool, mock_port: int, api_port: int, metrics_port: int
+) -> None:
+    """Run mock + daemon + API until Ctrl-C, SIGTERM or SIGHUP, showing the statistics."""
+    engine = cli.engine  # schema ready before the children start
+    with StopSignals() as signals:
+        try:
+            _run(cli, signals, demo=demo, ports=(mock_port, api_port, metrics_port))
+        except Stopped as stop:
+            info(f"stopping ({stop})...")
+        finally:
+            signals.forward()
+            _stop(signals.children)
+            engine.dispose()
+
+
+def _run(cli: CliState, signals: StopSignals, *, demo: bool, ports: tuple[int, int, int]) -> None:
+    """Start the children and show the statistics until one of them stops."""
     from notifyctl.config import default_log_file
     from notifyctl.db import redact
     from notifyctl.services.demo import seed_demo
     from notifyctl.services.tokens import new_secret
     from notifyctl.timeutil import utcnow
 
+    mock_port, api_port, metrics_port = ports
     settings = cli.settings
-    engine = cli.engine  # schema ready before the children start
     env = dict(os.environ)
     env["NOTIFY_DATABASE_URL"] = settings.database_url
     env.setdefault("NOTIFY_SENDER_URL", f"http://127.0.0.1:{mock_port}/v1/send")
+    env["NOTIFY_METRICS_PORT"] = str(metrics_port)
     # Our API child takes this token; printed only when made up here (see login_lines).
     given = settings.login_token.get_secret_value() if settings.login_token else ""
     login = env["NOTIFY_LOGIN_TOKEN"] = given or new_secret()
@@ -88,42 +175,46 @@ def run_stack(cli: CliState, *, demo: bool, mock_port: int, api_port: int) -> No
         with cli.session() as session:
             created = seed_demo(session=session, now=utcnow())
         info(f"demo: added sample clients and mailings {', '.join(str(m.id) for m in created)}")
-    children: list[subprocess.Popen] = []
-    try:
-        mock_args = ["mock", "--port", str(mock_port)]
-        if demo:
-            mock_args += ["--latency-ms", "30", "--jitter-ms", "60", "--error-rate", "0.05"]
-        children.append(_spawn(mock_args, env))
-        _started(children[-1], "the mock", mock_port)
-        children.append(_spawn(["daemon"], env))
-        children.append(_spawn(["api", "--port", str(api_port), "--child"], env))
-        _started(children[-1], "the API", api_port)
-        api = f"http://127.0.0.1:{api_port}"
-        info(
-            f"database: {redact(settings.database_url)}\n"
-            f"REST API: {api}/api/v1  Swagger UI: {api}/docs/\n"
-            f"{login_lines(settings, api, token=login, generated=not given)}\n"
-            f"mock sending API: http://127.0.0.1:{mock_port}/docs/\n"
-            f"logs: {log_file} (notifyctl logs --mailing ID)"
-        )
-        with Live(_stats_view(cli), refresh_per_second=2, transient=False) as live:
-            while all(child.poll() is None for child in children):
-                time.sleep(REFRESH)
-                live.update(Group(_stats_view(cli)))
-        failed = [c for c in children if c.poll() is not None]
-        info(f"a component stopped (exit {failed[0].returncode}); stopping the rest")
-    except KeyboardInterrupt:
-        info("stopping...")
-    finally:
-        _stop(children)
-        engine.dispose()
+    mock_args = ["mock", "--port", str(mock_port), "--child"]
+    if demo:
+        mock_args += ["--latency-ms", "30", "--jitter-ms", "60", "--error-rate", "0.05"]
+    _started(_spawn(signals, mock_args, env), "the mock", mock_port)
+    _spawn(signals, ["daemon"], env)
+    api_child = _spawn(signals, ["api", "--port", str(api_port), "--child"], env)
+    _started(api_child, "the API", api_port)
+    api = f"http://127.0.0.1:{api_port}"
+    info(
+        f"database: {redact(settings.database_url)}\n"
+        f"REST API: {api}/api/v1  Swagger UI: {api}/docs/\n"
+        f"{login_lines(settings, api, token=login, generated=not given)}\n"
+        f"mock sending API: http://127.0.0.1:{mock_port}/docs/\n"
+        f"{_metrics_line(settings.metrics_host, metrics_port, api)}\n"
+        f"logs: {log_file} (notifyctl logs --mailing ID)"
+    )
+    children = signals.children
+    with Live(_stats_view(cli), refresh_per_second=2, transient=False) as live:
+        while all(child.poll() is None for child in children):
+            time.sleep(REFRESH)
+            live.update(Group(_stats_view(cli)))
+    failed = [c for c in children if c.poll() is not None]
+    info(f"a component stopped (exit {failed[0].returncode}); stopping the rest")
+
+
+def _metrics_line(host: str, port: int, api: str) -> str:
+    """Where Prometheus scrapes the daemon (and the API)."""
+    if not port:
+        return f"metrics: {api}/metrics (the daemon's are off: --metrics-port 0)"
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return f"metrics: daemon http://{shown}:{port}/metrics  API {api}/metrics"
 
 
 def _stop(children: list[subprocess.Popen]) -> None:
-    for child in reversed(children):  # the daemon first, so it can still reach the mock
+    """SIGTERM each child in turn and wait for it to drain (killed after STOP_GRACE)."""
+    for child in reversed(children):  # the daemon before the mock, so it can still reach it
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
             try:
                 child.wait(STOP_GRACE)
             except subprocess.TimeoutExpired:
                 child.kill()
+                child.wait()

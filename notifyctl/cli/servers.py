@@ -121,6 +121,7 @@ def mock(
     print_token: bool = typer.Option(
         False, "--print-token", help="Print the demo token (or one signed with --secret) and exit."
     ),
+    child: bool = typer.Option(False, "--child", hidden=True),  # of `up`, which says it all
 ) -> None:
     """Serve the mock external sending API (POST /v1/send/{msgId}) with fault injection.
 
@@ -159,9 +160,11 @@ def mock(
         raise typer.Exit(2) from None
     from notifyctl.render import info
 
-    info(
-        f"mock sending API on http://{host}:{port}/v1/send/{{msgId}} (docs: http://{host}:{port}/docs/)"
-    )
+    if not child:
+        info(
+            f"mock sending API on http://{host}:{port}/v1/send/{{msgId}} "
+            f"(docs: http://{host}:{port}/docs/)"
+        )
     serve(host=host, port=port, secret=secret or DEMO_SECRET, faults=faults, seed=seed)
 
 
@@ -311,17 +314,34 @@ def up(
     ),
     mock_port: int = typer.Option(8001, "--mock-port", help="Port of the mock sending API."),
     api_port: int = typer.Option(8000, "--api-port", help="Port of the REST API."),
+    metrics_port: int | None = typer.Option(
+        None,
+        "--metrics-port",
+        envvar="NOTIFY_METRICS_PORT",
+        show_envvar=True,
+        min=0,
+        max=65535,
+        help="Port of the daemon's Prometheus metrics (default 8002; 0 = off).",
+    ),
 ) -> None:
     """Start the mock sending API, the daemon and the REST API, and watch the statistics.
 
     Everything runs on the configured database (by default the local SQLite file). The
-    daemon sends to the mock unless NOTIFY_SENDER_URL points elsewhere. Ctrl-C stops all.
+    daemon sends to the mock unless NOTIFY_SENDER_URL points elsewhere. Ctrl-C, SIGTERM
+    or SIGHUP stops all of them.
 
-    Example: notifyctl up --demo
+    Example: notifyctl up --demo --metrics-port 8002
     """
     from notifyctl.cli.launcher import run_stack
 
-    run_stack(state(ctx), demo=demo, mock_port=mock_port, api_port=api_port)
+    cli = state(ctx)
+    run_stack(
+        cli,
+        demo=demo,
+        mock_port=mock_port,
+        api_port=api_port,
+        metrics_port=cli.settings.metrics_port if metrics_port is None else metrics_port,
+    )
 
 
 def api(
