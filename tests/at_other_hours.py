@@ -43,7 +43,7 @@ def library() -> Path:
     """The libfaketime.so.1 shipped inside the ``libfaketime`` package (dev extra)."""
     spec = importlib.util.find_spec("libfaketime")
     if spec is None or spec.origin is None:
-        raise SystemExit("at_other_hours: libfaketime is missing: pip install -e .[dev]")
+        raise SystemExit("at_other_hours: libfaketime is missing: pip install -e .[test]")
     path = Path(spec.origin).parent / "vendor" / "libfaketime" / "src" / "libfaketime.so.1"
     if not path.is_file():
         raise SystemExit(f"at_other_hours: {path} is missing from the libfaketime package")
