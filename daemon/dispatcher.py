@@ -228,13 +228,15 @@ class Dispatcher:
             when = outcome.next_attempt_at.isoformat() if outcome.next_attempt_at else "now"
             if reason:
                 log.info(
-                    "status sending -> pending, next attempt at {next_attempt_at} ({reason})",
+                    "status sending -> {status}, next attempt at {next_attempt_at} ({reason})",
+                    status=status.value,
                     next_attempt_at=when,
                     reason=reason,
                 )
             else:
                 log.info(
-                    "status sending -> pending, next attempt at {next_attempt_at}",
+                    "status sending -> {status}, next attempt at {next_attempt_at}",
+                    status=status.value,
                     next_attempt_at=when,
                 )
         elif reason:

@@ -144,6 +144,13 @@ def test_json_fields_hold_values_and_the_message_the_sentence(db_url, session, m
             assert "Counters(" not in value, (key, line)
         assert "Counters(" not in line["message"]
 
+    changes = [line for line in logged if line["message"].startswith("status sending -> ")]
+    for line in changes:
+        assert line["message"].startswith(f"status sending -> {line['status']}")
+        if "reason" in line:
+            assert f"{line['reason']}" in line["message"]
+        assert ("next_attempt_at" in line) is (line["status"] == "pending")
+
     [stopped] = [line for line in logged if line["message"].startswith("daemon stopped")]
     sent = len([line for line in logged if line["message"] == "status sending -> sent"])
     assert stopped["sent"] == sent == 30  # each counter is a field of its own
