@@ -242,3 +242,46 @@ def test_every_option_of_up_is_in_the_readme():
     assert options
     for option in options:
         assert option in row, option
+
+
+class FakeChild:
+    """Stands for a child process: records the signals `up` sends it."""
+
+    def __init__(self) -> None:
+        self.signals: list[int] = []
+
+    def poll(self):
+        return None  # still running
+
+    def send_signal(self, sig: int) -> None:
+        self.signals.append(sig)
+
+
+def test_a_signal_while_a_child_starts_waits_until_the_child_is_listed():
+    from notifyctl.cli.launcher import Stopped, StopSignals
+
+    child = FakeChild()
+    raised = None
+    with StopSignals() as signals:
+        try:
+            with signals.starting():
+                os.kill(os.getpid(), signal.SIGTERM)  # as if it came while Popen ran
+                listed_before = list(signals.children)
+                signals.children.append(child)
+        except Stopped as stop:
+            raised = (str(stop), list(signals.children))
+    assert listed_before == []
+    assert raised == ("SIGTERM", [child]), "raised once the child was listed, not before"
+
+
+def test_a_second_signal_while_stopping_goes_to_the_children_and_raises_nothing():
+    from notifyctl.cli.launcher import Stopped, StopSignals
+
+    child = FakeChild()
+    with StopSignals() as signals:
+        signals.children.append(child)
+        with pytest.raises(Stopped, match="SIGHUP"):
+            os.kill(os.getpid(), signal.SIGHUP)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C pressed again while they stop
+    assert child.signals == [signal.SIGTERM]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back

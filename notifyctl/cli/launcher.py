@@ -39,9 +39,9 @@ class StopSignals:
 
     Running, a signal raises ``Stopped``: one ``finally`` then stops the children, whatever
     stopped ``up``. While a child starts (``starting``), a signal waits until the child is
-    in ``children``, so none is left behind. Once the children are being stopped
-    (``forwarding``), a further signal goes to those still running (a daemon's second
-    signal ends it at once) instead of cutting the stopping short.
+    in ``children``, so none is left behind. From the first signal on (or ``forward()``),
+    a further one goes to the children still running (a daemon's second signal ends it at
+    once) instead of raising again and cutting the stopping short.
     """
 
     def __init__(self) -> None:
@@ -66,6 +66,7 @@ class StopSignals:
         elif self._starting:
             self._held = self._held or signum
         else:
+            self._forwarding = True
             raise Stopped(signum)
 
     @contextmanager
@@ -76,6 +77,7 @@ class StopSignals:
         finally:
             self._starting = False
         if self._held:
+            self._forwarding = True
             raise Stopped(self._held)
 
     def forward(self) -> None:
