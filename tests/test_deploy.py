@@ -207,8 +207,10 @@ def test_every_deployment_file_serves_the_daemon_metrics_on_the_default_port(bas
         line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("EXPOSE")
     )
     assert str(port) in exposed.split()
-    for path in ("README.md", "docs/metrics.md", "deploy/prometheus.yml", "docker-compose.yml"):
-        assert str(port) in (ROOT / path).read_text(), path
+    scrape_configs = sorted(ROOT.glob("deploy/**/prometheus.yml"))
+    assert scrape_configs
+    for path in [ROOT / "README.md", ROOT / "docs" / "metrics.md", *scrape_configs]:
+        assert str(port) in path.read_text(), path
 
 
 # --- GitLab CI ---------------------------------------------------------------------------
