@@ -248,14 +248,35 @@ def kustomize(path: Path) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
 
 
+def render_overlay(tmp: Path, name: str, edits: dict[str, str] | None = None) -> list[dict]:
+    """Overlay ``name`` rendered from a copy, secrets.env made from its example.
+
+    ``edits`` replaces text in the copy's kustomization.yaml (each must be found), as a
+    user does when they set a new image tag or a config value.
+    """
+    copy = tmp / "k8s"
+    shutil.copytree(ROOT / "deploy" / "k8s", copy)
+    overlay = copy / "overlays" / name
+    shutil.copy(overlay / "secrets.env.example", overlay / "secrets.env")
+    kustomization = overlay / "kustomization.yaml"
+    text = kustomization.read_text()
+    for old, new in (edits or {}).items():
+        assert old in text, old
+        text = text.replace(old, new)
+    kustomization.write_text(text)
+    return kustomize(overlay)
+
+
 @pytest.fixture(scope="module")
 def overlay(tmp_path_factory) -> list[dict]:
-    """The example overlay rendered, with secrets.env made from its example."""
-    copy = tmp_path_factory.mktemp("k8s") / "k8s"
-    shutil.copytree(ROOT / "deploy" / "k8s", copy)
-    example = copy / "overlays" / "example"
-    shutil.copy(example / "secrets.env.example", example / "secrets.env")
-    return kustomize(example)
+    """The example overlay: the real system, as a user copies it."""
+    return render_overlay(tmp_path_factory.mktemp("example"), "example")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> list[dict]:
+    """The demo overlay: the real system and the mock sending API."""
+    return render_overlay(tmp_path_factory.mktemp("demo"), "demo")
 
 
 @pytest.fixture(scope="module")
@@ -263,11 +284,14 @@ def base() -> list[dict]:
     return kustomize(ROOT / "deploy" / "k8s" / "base")
 
 
+RENDERINGS = ["base", "overlay", "demo"]
+
+
 def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
     return {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == kind}
 
 
-@pytest.mark.parametrize("which", ["base", "overlay"])
+@pytest.mark.parametrize("which", RENDERINGS)
 def test_every_rendered_manifest_is_valid_kubernetes(which, request):
     for doc in request.getfixturevalue(which):
         try:
@@ -278,11 +302,10 @@ def test_every_rendered_manifest_is_valid_kubernetes(which, request):
 
 def test_the_base_has_every_piece(base):
     deployments = by_kind(base, "Deployment")
-    assert set(deployments) == {"notifyctl-api", "notifyctl-daemon", "notifyctl-mock"}
+    assert set(deployments) == {"notifyctl-api", "notifyctl-daemon"}
     assert deployments["notifyctl-daemon"]["spec"]["replicas"] == 2
-    assert set(by_kind(base, "Service")) >= {"notifyctl-api", "notifyctl-mock"}
+    assert set(by_kind(base, "Service")) >= {"notifyctl-api"}
     assert "notifyctl-api" in by_kind(base, "Ingress")
-    assert "notifyctl-migrate" in by_kind(base, "Job")
     pdb = by_kind(base, "PodDisruptionBudget")["notifyctl-daemon"]
     assert (
         pdb["spec"]["selector"]["matchLabels"]
@@ -292,19 +315,29 @@ def test_the_base_has_every_piece(base):
     assert any(name.startswith("notifyctl-secrets") for name in by_kind(base, "Secret"))
 
 
-def containers(docs: list[dict]):
+def pods(docs: list[dict]):
+    """Every pod template: (its owner, the pod spec)."""
     for doc in docs:
-        if doc["kind"] in ("Deployment", "Job"):
-            for container in doc["spec"]["template"]["spec"]["containers"]:
-                yield doc, container
+        if doc["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+            yield doc, doc["spec"]["template"]["spec"]
+        elif doc["kind"] == "CronJob":
+            yield doc, doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
 
 
-def test_every_container_has_probes_limits_and_an_existing_command(base):
-    for doc, container in containers(base):
+def containers(docs: list[dict]):
+    for doc, pod in pods(docs):
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
+            yield doc, container
+
+
+@pytest.mark.parametrize("which", ["base", "demo"])
+def test_every_container_has_probes_limits_and_an_existing_command(which, request):
+    for doc, container in containers(request.getfixturevalue(which)):
         resources = container["resources"]
         assert resources["requests"], container["name"]
         assert resources["limits"], container["name"]
-        if doc["kind"] == "Deployment":
+        init = container in doc["spec"]["template"]["spec"].get("initContainers", [])
+        if doc["kind"] == "Deployment" and not init:
             assert "readinessProbe" in container
             assert "livenessProbe" in container
         resolve_cli(container["args"])
@@ -315,14 +348,74 @@ def test_every_container_has_probes_limits_and_an_existing_command(base):
                 resolve_cli(command[1:])
 
 
-def test_every_variable_in_the_manifests_is_a_setting_or_an_option(base):
-    for doc in base:
+@pytest.mark.parametrize("which", ["base", "demo"])
+def test_every_variable_in_the_manifests_is_a_setting_or_an_option(which, request):
+    docs = request.getfixturevalue(which)
+    for doc in docs:
         if doc["kind"] in ("ConfigMap", "Secret"):
             for key in doc.get("data", {}):
                 assert key in KNOWN_VARIABLES, f"{doc['metadata']['name']}: {key}"
-    for _, container in containers(base):
+    for _, container in containers(docs):
         for variable in container.get("env", []):
             assert variable["name"] in KNOWN_VARIABLES
+
+
+@pytest.mark.parametrize("which", RENDERINGS)
+def test_every_pod_runs_under_the_runtimes_default_seccomp_profile(which, request):
+    found = {
+        doc["metadata"]["name"]: pod.get("securityContext", {}).get("seccompProfile")
+        for doc, pod in pods(request.getfixturevalue(which))
+    }
+    assert found
+    assert {
+        name: profile for name, profile in found.items() if profile != {"type": "RuntimeDefault"}
+    } == {}
+
+
+@pytest.mark.parametrize("which", RENDERINGS)
+def test_every_pod_that_uses_the_database_migrates_it_first(which, request):
+    """An init container runs `notifyctl db upgrade` with the pod's image and settings."""
+    users = 0
+    for doc, pod in pods(request.getfixturevalue(which)):
+        main = pod["containers"][0]
+        if not any("secretRef" in source for source in main.get("envFrom", [])):
+            continue  # the mock: no database
+        users += 1
+        (init,) = pod.get("initContainers", [None])
+        assert init is not None, doc["metadata"]["name"]
+        assert init["args"] == ["db", "upgrade"]
+        assert init["image"] == main["image"]
+        assert init["envFrom"] == main["envFrom"]
+        assert init["securityContext"] == main["securityContext"]
+    assert users == 2  # the API and the daemon
+
+
+def test_an_upgrade_is_one_apply_that_changes_no_immutable_field(tmp_path, overlay):
+    """A new image and a changed setting render nothing `kubectl apply` must refuse.
+
+    A Job's pod template cannot change: a migration Job under a fixed name had to be
+    deleted by hand before each upgrade. Deployments roll; their pods migrate first.
+    """
+    upgraded = render_overlay(
+        tmp_path,
+        "example",
+        {
+            'newTag: "0.1.0"': 'newTag: "0.2.0"',
+            "NOTIFY_DEFAULT_TIMEZONE=Europe/Moscow": "NOTIFY_DEFAULT_TIMEZONE=Europe/Berlin",
+        },
+    )
+    before = {(doc["kind"], doc["metadata"]["name"]): doc for doc in overlay}
+    changed = [
+        doc["metadata"]["name"]
+        for doc in upgraded
+        if doc["kind"] == "Job"
+        and (doc["kind"], doc["metadata"]["name"]) in before
+        and before[doc["kind"], doc["metadata"]["name"]]["spec"]["template"]
+        != doc["spec"]["template"]
+    ]
+    assert changed == []
+    api = by_kind(upgraded, "Deployment")["notifyctl-api"]["spec"]["template"]["spec"]
+    assert api["initContainers"][0]["image"].endswith(":0.2.0")
 
 
 def _ingress_routes(path: str, ingress: dict) -> bool:
@@ -370,6 +463,38 @@ def test_the_overlay_sets_namespace_image_host_secrets_and_scale(overlay):
     assert referenced["envFrom"][1]["secretRef"]["name"] == secret["metadata"]["name"]
 
 
+def config_of(docs: list[dict]) -> dict[str, str]:
+    (config,) = by_kind(docs, "ConfigMap").values()
+    return config["data"]
+
+
+@pytest.mark.parametrize("which", ["base", "overlay"])
+def test_the_base_and_the_example_deploy_the_real_system_without_the_mock(which, request):
+    docs = request.getfixturevalue(which)
+    assert [name for name in by_kind(docs, "Deployment") if "mock" in name] == []
+    assert [args for _, c in containers(docs) if (args := c["args"])[0] == "mock"] == []
+    assert "mock" not in config_of(docs)["NOTIFY_SENDER_URL"]
+    (secret,) = by_kind(docs, "Secret").values()
+    assert "MOCK_SECRET" not in secret["data"]
+
+
+def test_the_demo_overlay_sends_through_the_mock(demo):
+    assert {doc["metadata"].get("namespace") for doc in demo if doc["kind"] != "Namespace"} == {
+        "notifyctl-demo"
+    }
+    mock = by_kind(demo, "Deployment")["notifyctl-mock"]["spec"]["template"]["spec"]
+    assert mock["containers"][0]["args"][0] == "mock"
+    service = by_kind(demo, "Service")["notifyctl-mock"]
+    (port,) = service["spec"]["ports"]
+    url = config_of(demo)["NOTIFY_SENDER_URL"]
+    assert url == f"http://notifyctl-mock:{port['port']}/v1/send"
+    assert mock["containers"][0]["args"][-1] == str(port["port"])
+    assert {c["image"] for _, c in containers(demo)} == {
+        "registry.gitlab.com/your-group/notifyctl:0.1.0"
+    }
+    assert by_kind(demo, "Ingress") == {}  # `kubectl port-forward`, as the README says
+
+
 # --- production mode refuses the examples as they are ---------------------------------------
 
 
@@ -406,28 +531,39 @@ def run_with(env: dict[str, str], args: list[str]) -> subprocess.CompletedProces
     )
 
 
-def test_the_kubernetes_example_secrets_as_they_are_are_refused(overlay):
+@pytest.mark.parametrize(
+    ("which", "placeholders"),
+    [
+        ("overlay", ["NOTIFY_DATABASE_URL", "NOTIFY_SENDER_TOKEN", "NOTIFY_SENDER_URL"]),
+        ("demo", ["NOTIFY_DATABASE_URL", "NOTIFY_SENDER_TOKEN", "NOTIFY_LOGIN_TOKEN"]),
+    ],
+)
+def test_the_kubernetes_example_secrets_as_they_are_are_refused(which, placeholders, request):
     import base64
 
-    (config,) = by_kind(overlay, "ConfigMap").values()
-    (secret,) = by_kind(overlay, "Secret").values()
-    values = config["data"] | {
+    docs = request.getfixturevalue(which)
+    (secret,) = by_kind(docs, "Secret").values()
+    values = config_of(docs) | {
         key: base64.b64decode(value).decode() for key, value in secret["data"].items()
     }
     app = {k: v for k, v in values.items() if k.startswith("NOTIFY_")}
-    checked = run_with(app, ["daemon", "--check"])
-    assert checked.returncode == 2, checked.stderr
-    assert re.fullmatch(r"error: .*NOTIFY_ENV=prod refuses NOTIFY_\w+: .*\n", checked.stderr)
-    for name in ("NOTIFY_DATABASE_URL", "NOTIFY_SENDER_TOKEN", "NOTIFY_SESSION_SECRET"):
-        assert name in checked.stderr
-    mock = by_kind(overlay, "Deployment")["notifyctl-mock"]["spec"]["template"]["spec"]
-    mock_env = {
-        item["name"]: item.get("value") or values[item["valueFrom"]["secretKeyRef"]["key"]]
-        for item in mock["containers"][0]["env"]
-    }
-    printed = run_with(mock_env, ["mock", "--print-token"])
-    assert (printed.returncode, printed.stdout) == (2, ""), printed.stderr
-    assert "MOCK_SECRET" in printed.stderr
+    for command in (["db", "upgrade"], ["daemon", "--check"]):  # what every pod runs first
+        checked = run_with(app, command)
+        assert checked.returncode == 2, checked.stderr
+        assert re.fullmatch(r"error: .*NOTIFY_ENV=prod refuses NOTIFY_\w+: .*\n", checked.stderr)
+        for name in [*placeholders, "NOTIFY_SESSION_SECRET"]:
+            assert name in checked.stderr
+    mocks = [name for name in by_kind(docs, "Deployment") if "mock" in name]
+    assert bool(mocks) == (which == "demo")
+    for mock in mocks:
+        pod = by_kind(docs, "Deployment")[mock]["spec"]["template"]["spec"]
+        mock_env = {
+            item["name"]: item.get("value") or values[item["valueFrom"]["secretKeyRef"]["key"]]
+            for item in pod["containers"][0]["env"]
+        }
+        printed = run_with(mock_env, ["mock", "--print-token"])
+        assert (printed.returncode, printed.stdout) == (2, ""), printed.stderr
+        assert "MOCK_SECRET" in printed.stderr
 
 
 # --- the image's commands as plain processes --------------------------------------------
