@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import kubernetes_validate
 import pytest
+import sqlalchemy as sa
 import yaml
 from typer.main import get_command
 
@@ -622,6 +623,53 @@ def empty_postgres(postgres_url):
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+def test_pods_migrating_an_empty_postgres_at_once_all_start(empty_postgres):
+    """Every API and daemon pod runs `notifyctl db upgrade` first, all at once on a new
+    cluster: they queue on the migration lock, one migrates, and every one succeeds.
+
+    The test holds the lock until all four wait for it, so they surely run together.
+    """
+    from notifyctl.db import HEAD_REVISION, MIGRATION_LOCK, current_revision, make_engine
+
+    engine = make_engine(empty_postgres)
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "MOCK_"))}
+    waiting = sa.text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    upgrades: list[subprocess.Popen] = []
+    try:
+        with engine.connect() as gate:
+            gate.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+            gate.commit()
+            upgrades = [
+                subprocess.Popen(
+                    [sys.executable, "-m", "notifyctl", "db", "upgrade"],
+                    env=base_env | {"NOTIFY_DATABASE_URL": empty_postgres},
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                for _ in range(4)
+            ]
+            deadline = time.monotonic() + 30
+            while gate.execute(waiting).scalar() < 4:
+                gate.commit()
+                assert [p.poll() for p in upgrades] == [None] * 4, "one did not wait"
+                assert time.monotonic() < deadline, "they never all waited for the lock"
+                time.sleep(0.1)
+            gate.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+            gate.commit()
+        results = [(process.wait(60), process.stderr.read()) for process in upgrades]
+        assert [code for code, _ in results] == [0] * 4, results
+        assert current_revision(engine) == HEAD_REVISION
+    finally:
+        for process in upgrades:
+            if process.poll() is None:
+                process.kill()
+        engine.dispose()
 
 
 @pytest.mark.slow
