@@ -164,7 +164,7 @@ def dotenv(path: Path) -> dict[str, str]:
 
 
 def test_the_prometheus_config_scrapes_the_api_and_the_daemons():
-    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert jobs["notifyctl-api"]["static_configs"][0]["targets"] == ["api:8000"]
     assert jobs["notifyctl-daemon"]["dns_sd_configs"][0] == {
