@@ -6,6 +6,7 @@ hypothesis ...): most of the download and of the set-up time.
 
 import ast
 import importlib.metadata
+import os
 import re
 import shutil
 import subprocess
@@ -25,8 +26,16 @@ def planned(target: str, tmp_path: Path) -> list[str]:
     """The commands `make TARGET` would run in a fresh checkout (no .venv yet)."""
     for name in ("Makefile", "pyproject.toml"):
         shutil.copy(ROOT / name, tmp_path / name)
+    # Run by `make test`, make's own variables would make this a sub-make that prints
+    # "Entering/Leaving directory" lines: a plain make, as a user runs it.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     result = subprocess.run(
-        ["make", "-n", target], cwd=tmp_path, capture_output=True, text=True, check=True
+        ["make", "--no-print-directory", "-n", target],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return result.stdout.splitlines()
 
