@@ -196,6 +196,90 @@ def test_sigterm_and_sighup_stop_every_child_like_ctrl_c(tmp_path, sig):
     assert f"stopping ({sig.name})" in rest
 
 
+def _wait_gone(pids: list[int], timeout: float = 30) -> list[int]:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(running(pid) for pid in pids):
+        time.sleep(0.1)
+    return [pid for pid in pids if running(pid)]
+
+
+def test_children_end_when_up_is_killed_outright(tmp_path):
+    """SIGKILL reaches no handler of ours: the children must notice on their own."""
+    up = start_up(
+        tmp_path,
+        *("--api-port", str(free_port()), "--mock-port", str(free_port())),
+        env={"NOTIFY_METRICS_PORT": str(free_port())},
+    )
+    try:
+        banner(up)
+        children = children_of(up.pid)
+        assert len(children) == 3, children
+        up.kill()
+        up.wait(timeout=30)
+        left = _wait_gone(children)
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        assert not left, f"SIGKILL of up left its children running: {left}"
+    finally:
+        stop(up)
+
+
+def test_up_fails_naming_the_part_that_stopped(tmp_path):
+    up = start_up(
+        tmp_path,
+        *("--api-port", str(free_port()), "--mock-port", str(free_port())),
+        env={"NOTIFY_METRICS_PORT": str(free_port())},
+    )
+    try:
+        banner(up)
+        children = children_of(up.pid)
+        daemon = next(
+            pid for pid in children if "daemon" in Path(f"/proc/{pid}/cmdline").read_text()
+        )
+        os.kill(daemon, signal.SIGKILL)
+        up.wait(timeout=60)
+    finally:
+        rest = stop(up)
+    assert up.returncode == 1, rest
+    assert "the daemon stopped (exit -9)" in rest
+    assert not _wait_gone(children)
+
+
+@pytest.mark.parametrize(
+    "taken", ["--api-port", "--mock-port", "--metrics-port"], ids=lambda option: option[2:]
+)
+def test_up_refuses_a_taken_port_before_it_starts_or_prints_anything(tmp_path, taken):
+    import socket
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        ports = {
+            "--api-port": free_port(),
+            "--mock-port": free_port(),
+            "--metrics-port": free_port(),
+        }
+        ports[taken] = port
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "notifyctl",
+                "up",
+                *(str(p) for pair in ports.items() for p in pair),
+            ],
+            env=dict(os.environ) | {"NOTIFY_DATABASE_URL": f"sqlite:///{tmp_path / 'up.db'}"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == f"error: {taken}: 127.0.0.1:{port} is in use\n"
+
+
 def test_up_prints_its_own_lines_only_with_the_daemons_metrics_address(tmp_path):
     from prometheus_client.parser import text_string_to_metric_families
 

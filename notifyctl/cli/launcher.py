@@ -5,6 +5,7 @@ all stop the children the same way, and ``up`` exits 0 once they are gone. The c
 run in sessions of their own, so no signal reaches them but the ones ``up`` sends.
 """
 
+import errno
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from notifyctl.render import STATUS_ORDER, info, login_lines
 
 REFRESH = 1.0  # seconds between statistics refreshes
 STOP_GRACE = 10.0  # seconds children get to drain before they are killed
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a child gets when its parent dies
 #: What stops ``up`` and its children: Ctrl-C, ``kill``/systemd/containers, a closed terminal.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -87,13 +89,51 @@ class StopSignals:
 def _spawn(signals: StopSignals, args: list[str], env: dict[str, str]) -> subprocess.Popen:
     """Start ``notifyctl ARGS`` as a child of ``up``, listed for stopping."""
     with signals.starting():
-        # Its own session: no signal reaches it but ours (Ctrl-C, a closed terminal), and we
-        # stop the children in order.
+        # Its own session, and it dies with us: see _die_with_parent. We stop them in order.
         child = subprocess.Popen(
-            [sys.executable, "-m", "notifyctl", *args], env=env, start_new_session=True
+            [sys.executable, "-m", "notifyctl", *args], env=env, preexec_fn=_die_with_parent
         )
         signals.children.append(child)
     return child
+
+
+def refuse_taken_ports(ports: dict[str, tuple[str, int]]) -> None:
+    """Raise InvalidInput naming the option (``--api-port``) of a port given twice or that
+    another program listens on: found before anything starts or prints a link to it."""
+    import socket
+
+    from notifyctl.errors import InvalidInput
+
+    seen: dict[int, str] = {}
+    for field, (host, port) in ports.items():
+        if port in seen:
+            raise InvalidInput(f"port {port} is also {_option(seen[port])}", field=field)
+        seen[port] = field
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                reason = (
+                    "is in use"
+                    if exc.errno == errno.EADDRINUSE
+                    else f"cannot be had: {exc.strerror}"
+                )
+                raise InvalidInput(f"{host}:{port} {reason}", field=field) from None
+
+
+def _option(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _die_with_parent() -> None:
+    """In the child, before it runs: end (SIGTERM) when ``up`` dies, even by SIGKILL, which
+    no handler of ours sees. Linux only; elsewhere a killed ``up`` leaves them running."""
+    os.setsid()  # its own session: no signal reaches it but ours (Ctrl-C, a closed terminal)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _wait_for_port(port: int, child: subprocess.Popen, timeout: float = 15.0) -> bool:
@@ -177,13 +217,19 @@ def _run(cli: CliState, signals: StopSignals, *, demo: bool, ports: tuple[int, i
         with cli.session() as session:
             created = seed_demo(session=session, now=utcnow())
         info(f"demo: added sample clients and mailings {', '.join(str(m.id) for m in created)}")
+    refuse_taken_ports(
+        {"mock_port": ("127.0.0.1", mock_port), "api_port": ("127.0.0.1", api_port)}
+        | ({"metrics_port": (settings.metrics_host, metrics_port)} if metrics_port else {})
+    )
     mock_args = ["mock", "--port", str(mock_port), "--child"]
     if demo:
         mock_args += ["--latency-ms", "30", "--jitter-ms", "60", "--error-rate", "0.05"]
-    _started(_spawn(signals, mock_args, env), "the mock", mock_port)
-    _spawn(signals, ["daemon"], env)
+    mock_child = _spawn(signals, mock_args, env)
+    _started(mock_child, "the mock", mock_port)
+    daemon_child = _spawn(signals, ["daemon"], env)
     api_child = _spawn(signals, ["api", "--port", str(api_port), "--child"], env)
     _started(api_child, "the API", api_port)
+    names = {mock_child.pid: "the mock", daemon_child.pid: "the daemon", api_child.pid: "the API"}
     api = f"http://127.0.0.1:{api_port}"
     info(
         f"database: {redact(settings.database_url)}\n"
@@ -198,8 +244,9 @@ def _run(cli: CliState, signals: StopSignals, *, demo: bool, ports: tuple[int, i
         while all(child.poll() is None for child in children):
             time.sleep(REFRESH)
             live.update(Group(_stats_view(cli)))
-    failed = [c for c in children if c.poll() is not None]
-    info(f"a component stopped (exit {failed[0].returncode}); stopping the rest")
+    failed = next(c for c in children if c.poll() is not None)
+    info(f"{names[failed.pid]} stopped (exit {failed.returncode}); stopping the rest")
+    raise SystemExit(1)  # a part failed: systemd's Restart=on-failure and scripts see it
 
 
 def _metrics_line(host: str, port: int, api: str) -> str:

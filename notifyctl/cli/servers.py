@@ -18,6 +18,8 @@ def mock(
         8001,
         "--port",
         metavar="PORT",
+        min=1,
+        max=65535,
         envvar="MOCK_PORT",
         show_envvar=True,
         help="Port to listen on.",
@@ -158,8 +160,10 @@ def mock(
         problem = exc.errors()[0]
         error(f"--{str(problem['loc'][0]).replace('_', '-')}: {problem['msg']}")
         raise typer.Exit(2) from None
+    from notifyctl.cli.launcher import refuse_taken_ports
     from notifyctl.render import info
 
+    refuse_taken_ports({"port": (host, port)})  # before a link to someone else's server
     if not child:
         info(
             f"mock sending API on http://{host}:{port}/v1/send/{{msgId}} "
@@ -312,11 +316,16 @@ def up(
     demo: bool = typer.Option(
         False, "--demo", help="First add sample clients and two mailings that start in 5 s."
     ),
-    mock_port: int = typer.Option(8001, "--mock-port", help="Port of the mock sending API."),
-    api_port: int = typer.Option(8000, "--api-port", help="Port of the REST API."),
+    mock_port: int = typer.Option(
+        8001, "--mock-port", metavar="PORT", min=1, max=65535, help="Port of the mock sending API."
+    ),
+    api_port: int = typer.Option(
+        8000, "--api-port", metavar="PORT", min=1, max=65535, help="Port of the REST API."
+    ),
     metrics_port: int | None = typer.Option(
         None,
         "--metrics-port",
+        metavar="PORT",
         envvar="NOTIFY_METRICS_PORT",
         show_envvar=True,
         min=0,
@@ -358,6 +367,8 @@ def api(
         8000,
         "--port",
         metavar="PORT",
+        min=1,
+        max=65535,
         envvar="NOTIFY_API_PORT",
         show_envvar=True,
         help="Port to listen on.",
@@ -375,6 +386,9 @@ def api(
     """
     cli = state(ctx)
     settings = cli.settings  # first: weak settings are refused before anything starts
+    from notifyctl.cli.launcher import refuse_taken_ports
+
+    refuse_taken_ports({"port": (host, port)})  # before a link to someone else's server
 
     import uvicorn
 
