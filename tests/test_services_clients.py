@@ -111,3 +111,18 @@ def test_list_filters_by_tag_operator_and_phone_prefix_with_paging(session):
 def test_page_size_is_bounded(session):
     with pytest.raises(InvalidInput, match="between 1 and 1000"):
         clients.list_clients(session=session, limit=0)
+
+
+@pytest.mark.parametrize("search", ["abc", "--", "7916; drop", "٧٩١٦", "+"])
+def test_a_phone_search_without_digits_or_with_other_characters_is_refused(session, search):
+    make(session)
+    with pytest.raises(InvalidInput) as caught:
+        clients.list_clients(session=session, phone=search)
+    assert caught.value.field == "phone"
+
+
+def test_a_phone_search_refused_on_the_command_line_names_the_option(cli):
+    cli("client", "create", "--phone", "79161234567")
+    result = cli("client", "list", "--phone", "abc")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --phone: 'abc' is not the start of a phone number")

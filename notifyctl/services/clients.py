@@ -106,8 +106,7 @@ def list_clients(
         code = validation.storable(operator_code, field="operator_code")
         conditions.append(Client.operator_code == code)
     if phone:
-        digits = "".join(ch for ch in phone if ch.isdigit())
-        conditions.append(Client.phone.startswith(digits))
+        conditions.append(Client.phone.startswith(validation.phone_prefix(phone)))
     limit, offset = validation.page_bounds(limit, offset)
     total = session.execute(
         select(func.count()).select_from(Client).where(*conditions)

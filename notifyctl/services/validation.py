@@ -10,6 +10,7 @@ PHONE_PUNCTUATION = re.compile(r"[\s()\-.]")
 # ASCII digits only: \d takes any script's digits (Arabic-Indic ones, say), which would
 # make a second client for the same number.
 PHONE = re.compile(r"7[0-9]{10}")
+PHONE_PREFIX = re.compile(r"[0-9+\-(). ]{1,32}")
 OPERATOR = re.compile(r"[0-9]{3}")
 MAX_TAG = 64
 MAX_TEXT = 1000
@@ -29,6 +30,17 @@ def normalise_phone(raw: str, *, field: str = "phone") -> str:
             field=field,
         )
     return digits
+
+
+def phone_prefix(raw: str, *, field: str = "phone") -> str:
+    """The digits of a phone search (``+7 916``, ``7916-12``); refuses one without digits
+    or with other characters (a search for "abc" used to match every client)."""
+    if not PHONE_PREFIX.fullmatch(raw) or not re.search("[0-9]", raw):
+        raise InvalidInput(
+            f"{quoted(raw)} is not the start of a phone number (digits, + - ( ) and spaces)",
+            field=field,
+        )
+    return re.sub("[^0-9]", "", raw)
 
 
 def operator_code(raw: str | None, *, phone: str, field: str = "operator_code") -> str:
