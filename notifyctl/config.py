@@ -42,6 +42,10 @@ class Environment(StrEnum):
     prod = "prod"  #: production: placeholder secrets refused
 
 
+#: loguru's levels, quietest last.
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+
+
 class LogFormat(StrEnum):
     text = "text"  #: human-readable lines
     json = "json"  #: one JSON object per line
@@ -188,6 +192,22 @@ class Settings(BaseSettings):
         if name is None:
             raise ValueError(f"{value!r} is not an IANA timezone such as Europe/Moscow")
         return name
+
+    @field_validator("log_level", "log_console_level")
+    @classmethod
+    def _log_level(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.strip().upper() not in LOG_LEVELS:
+            raise ValueError(f"not a log level: one of {', '.join(LOG_LEVELS)}")
+        return value.strip().upper()
+
+    @field_validator("log_file")
+    @classmethod
+    def _log_file(cls, value: Path | None) -> Path | None:
+        if value is not None and value.is_dir():
+            raise ValueError("is a folder; name a file in it, such as notifyctl.jsonl")
+        return value
 
     @field_validator("sender_url")
     @classmethod

@@ -105,7 +105,7 @@ def test_a_setting_that_cannot_be_read_is_exit_2_in_one_line(tmp_path):
     )
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("error: invalid setting:")
-    assert "report_to" in result.stderr
+    assert "NOTIFY_REPORT_TO: is not valid JSON" in result.stderr
     assert result.stderr.count("\n") == 1
 
 

@@ -79,3 +79,21 @@ def test_a_public_url_of_a_site_is_kept_without_its_slash():
     assert Settings(public_url="https://notify.example.com:8443/").public_url == (
         "https://notify.example.com:8443"
     )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"), [("NOTIFY_LOG_LEVEL", "LOUD"), ("NOTIFY_LOG_CONSOLE_LEVEL", "nope")]
+)
+def test_a_log_level_loguru_does_not_know_is_refused_at_start(monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match="not a log level"):
+        Settings()
+
+
+def test_a_log_level_is_read_in_any_case():
+    assert Settings(log_level="debug").log_level == "DEBUG"
+
+
+def test_a_log_file_that_is_a_folder_is_refused_at_start(tmp_path):
+    with pytest.raises(ValidationError, match="is a folder"):
+        Settings(log_file=tmp_path)

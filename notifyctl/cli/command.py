@@ -16,6 +16,7 @@ three ways:
 
 import contextlib
 import os
+import re
 import sys
 from typing import Any
 
@@ -195,9 +196,12 @@ def explain(exc: BaseException, *, params: list[Any] | None = None, verbose: boo
         error(f"invalid setting: {_first_validation_problem(exc)}")
         return 2
     if type(exc).__name__ == "SettingsError":  # pydantic-settings could not read a value
-        cause = exc.__cause__ or exc.__context__
-        detail = f" ({type(cause).__name__})" if cause is not None else ""
-        error(f"invalid setting: {_clause(str(exc))}{detail}")
+        named = re.search(r'field "(\w+)"', str(exc))
+        variable = f"NOTIFY_{named.group(1).upper()}" if named else "a setting"
+        error(
+            f"invalid setting: {variable}: is not valid JSON "
+            '(a list is written ["ops@example.com"], with the quotes)'
+        )
         return 2
     if isinstance(
         exc, IsADirectoryError | NotADirectoryError | FileNotFoundError | PermissionError
