@@ -87,7 +87,8 @@ class CircuitBreaker:
         self.openings += 1
         self._reopen_at = self._monotonic() + self._cooldown
         logger.warning(
-            "circuit breaker open after {n} consecutive failures: sending paused for {s:.0f}s",
-            n=self.failures,
-            s=self._cooldown,
+            "circuit breaker open after {failures} consecutive failures: sending paused for "
+            "{cooldown_s}s",
+            failures=self.failures,
+            cooldown_s=round(self._cooldown),
         )

@@ -121,8 +121,8 @@ class Dispatcher:
         self._auth_blocked_until = time.monotonic() + AUTH_PROBE_INTERVAL
         self.log.error(
             "the sending API refused our token (401): check NOTIFY_SENDER_TOKEN. Sending "
-            "stopped, messages stay pending; trying again in {s:.0f}s",
-            s=AUTH_PROBE_INTERVAL,
+            "stopped, messages stay pending; trying again in {retry_in_s}s",
+            retry_in_s=round(AUTH_PROBE_INTERVAL),
         )
 
     def _still_on(self, mailing_id: int) -> bool:
@@ -167,7 +167,7 @@ class Dispatcher:
                 self._token_refused()
             elif isinstance(exc, Rejected):
                 self.breaker.success()  # the API answers: it is up
-                _LazyLog(self.log, claimed).info("rejected by the API: {r}", r=exc.reason)
+                _LazyLog(self.log, claimed).info("rejected by the API: {reason}", reason=exc.reason)
             else:
                 for attempt in attempts:
                     if attempt.error:
@@ -261,11 +261,11 @@ def _log_request(log, *, number: int, url: str, attempt: AttemptRecord) -> None:
     if error:
         fields["error"] = error
     log.bind(**fields).opt(capture=False).info(
-        "request {n}: POST {url} -> {answer} in {ms:.1f} ms{body}{error}",
-        n=number,
+        "request {attempt}: POST {url} -> {answer} in {duration_ms:.1f} ms{body}{error}",
+        attempt=number,
         url=url,
         answer=f"HTTP {attempt.http_status}" if attempt.http_status else "no answer",
-        ms=attempt.duration_ms,
+        duration_ms=attempt.duration_ms,
         body=f", body {excerpt!r}" if excerpt else "",
         error=f", error: {error}" if error else "",
     )

@@ -117,9 +117,9 @@ class Housekeeping:
         for item in activated:
             self.counters.activated += 1
             self.log.bind(mailing_id=item.mailing_id).info(
-                "mailing activated: {n} messages, {d} waiting for their window",
-                n=item.created,
-                d=item.deferred,
+                "mailing activated: {messages} messages, {waiting} waiting for their window",
+                messages=item.created,
+                waiting=item.deferred,
             )
         if activated:  # let the claimer see it now rather than at the next refresh
             await self.refresh()
@@ -148,7 +148,7 @@ class Housekeeping:
         for mailing_id, count in expired.items():
             self.metrics.messages.labels(MessageStatus.expired.value).inc(count)
             self.log.bind(mailing_id=mailing_id).info(
-                "mailing ended: {n} unsent messages expired", n=count
+                "mailing ended: {expired} unsent messages expired", expired=count
             )
         for mailing_id in completed:
             self.log.bind(mailing_id=mailing_id).info("mailing complete: every message is final")
@@ -169,7 +169,9 @@ class Housekeeping:
         if taken:
             self.counters.leases_taken_over += taken
             self.metrics.takeovers.inc(taken)
-            self.log.warning("took over {n} messages whose daemon stopped answering", n=taken)
+            self.log.warning(
+                "took over {taken} messages whose daemon stopped answering", taken=taken
+            )
 
     async def backlog(self) -> None:
         self.metrics.pending.set(await self.store.backlog(list(self.mailings)))
@@ -194,7 +196,9 @@ class Housekeeping:
         try:
             send_report(self.settings, content, wait_scale=self.clock.wait_scale)
         except MailError as exc:
-            self.log.error("the daily report for {day} was not sent: {e}", day=day, e=exc)
+            self.log.error(
+                "the daily report for {day} was not sent: {error}", day=day, error=str(exc)
+            )
             self.store.release_report_day(day=day)
             return False
         self.store.mark_report_sent(day=day, now=self.clock.now())

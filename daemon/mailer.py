@@ -60,9 +60,9 @@ def send_report(settings: Settings, report: Report, *, wait_scale: float = 1.0) 
 
     def before_sleep(state) -> None:
         logger.warning(
-            "sending the report failed ({error}); try {n} of {total} in {pause:.1f}s",
-            error=state.outcome.exception(),
-            n=state.attempt_number + 1,
+            "sending the report failed ({error}); try {attempt} of {total} in {pause:.1f}s",
+            error=str(state.outcome.exception()),
+            attempt=state.attempt_number + 1,
             total=policy.quick_tries,
             pause=state.upcoming_sleep,
         )
@@ -79,7 +79,7 @@ def send_report(settings: Settings, report: Report, *, wait_scale: float = 1.0) 
     except (OSError, smtplib.SMTPException) as exc:
         raise MailError(f"SMTP {settings.smtp_host}:{settings.smtp_port}: {exc}") from exc
     logger.info(
-        "report sent to {n} recipients: {m} mailings",
-        n=len(settings.report_to),
-        m=len(report.rows),
+        "report sent to {recipients} recipients: {mailings} mailings",
+        recipients=len(settings.report_to),
+        mailings=len(report.rows),
     )

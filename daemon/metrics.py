@@ -128,7 +128,9 @@ class DaemonMetrics:
         try:
             start_http_server(port, addr=host, registry=self.registry)
         except OSError as exc:
-            logger.warning("metrics not served on {h}:{p}: {e}", h=host, p=port, e=exc)
+            logger.warning(
+                "metrics not served on {host}:{port}: {error}", host=host, port=port, error=str(exc)
+            )
             return False
-        logger.info("metrics on http://{h}:{p}/metrics", h=host, p=port)
+        logger.info("metrics on http://{host}:{port}/metrics", host=host, port=port)
         return True

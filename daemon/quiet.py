@@ -54,5 +54,5 @@ class QuietErrors:
         if self._last.pop(key, None) is not None:
             repeats = self._repeats.pop(key, 0)
             self._log.bind(repeats=repeats).opt(capture=False).info(
-                "{what} (after {n} more failures)", what=message, n=repeats
+                "{what} (after {failures} more failures)", what=message, failures=repeats
             )

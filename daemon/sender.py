@@ -284,16 +284,17 @@ class Sender:
 
         def before_sleep(state: RetryCallState) -> None:
             log.info(
-                "attempt {n} failed ({reason}); retrying in {pause:.2f}s",
-                n=state.attempt_number + 1,
+                "attempt {attempt} failed ({reason}); retrying in {pause}s",
+                attempt=state.attempt_number + 1,
                 reason=getattr(state.outcome.exception(), "reason", ""),
-                pause=state.upcoming_sleep,
+                pause=round(state.upcoming_sleep, 2),
             )
 
         log.info(
-            "attempt 1 failed ({reason}); retrying in {pause:.2f}s",
+            "attempt {attempt} failed ({reason}); retrying in {pause}s",
+            attempt=1,
             reason=error.reason,
-            pause=first_pause,
+            pause=round(first_pause, 2),
         )
         await self._clock.sleep(first_pause)
         retrying = AsyncRetrying(

@@ -164,9 +164,9 @@ class Store:
             return self._record(outcomes[:middle]) + self._record(outcomes[middle:])
         [bad] = outcomes
         logger.error(
-            "the outcome of message {id} was refused ({e}); storing it without details",
-            id=bad.message_id,
-            e=error,
+            "the outcome of message {message_id} was refused ({error}); storing it without details",
+            message_id=bad.message_id,
+            error=str(error),
         )
         bare = Outcome(
             bad.message_id,
@@ -181,7 +181,11 @@ class Store:
         except StorageError as exc:
             if _connection_trouble(exc):
                 raise
-            logger.error("the outcome of message {id} is dropped: {e}", id=bad.message_id, e=exc)
+            logger.error(
+                "the outcome of message {message_id} is dropped: {error}",
+                message_id=bad.message_id,
+                error=str(exc),
+            )
             return [bad.message_id]
         return []
 
@@ -294,5 +298,5 @@ def take_over_orphans(engine: Engine) -> int:
     with session_scope(engine) as session:
         taken = delivery.reap_leases(session=session, now=None)
     if taken:
-        logger.warning("took over {n} messages claimed by a daemon that died", n=taken)
+        logger.warning("took over {taken} messages claimed by a daemon that died", taken=taken)
     return taken

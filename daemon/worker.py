@@ -205,10 +205,11 @@ class Worker:
                     crashes.popleft()
                 if len(crashes) > RESTART_LIMIT:
                     self.log.critical(
-                        "the {name} task crashed {n} times in {w:.0f}s: stopping the daemon",
-                        name=name,
-                        n=len(crashes),
-                        w=RESTART_WINDOW,
+                        "the {task} task crashed {crashes} times in {window_s}s: "
+                        "stopping the daemon",
+                        task=name,
+                        crashes=len(crashes),
+                        window_s=round(RESTART_WINDOW),
                     )
                     self.failed = True
                     self.stop()
@@ -248,7 +249,9 @@ class Worker:
                 while self._in_flight:
                     await asyncio.sleep(0.01)
         except TimeoutError:
-            self.log.warning("{n} requests still in flight at shutdown", n=self._in_flight)
+            self.log.warning(
+                "{in_flight} requests still in flight at shutdown", in_flight=self._in_flight
+            )
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
@@ -256,16 +259,18 @@ class Worker:
         await _finish(recorder, timeout=FINAL_FLUSH_TIMEOUT)
         if self._outcomes:
             self.log.error(
-                "{n} outcomes could not be recorded; their leases run out and they are sent again",
-                n=len(self._outcomes),
+                "{unrecorded} outcomes could not be recorded; their leases run out and they are "
+                "sent again",
+                unrecorded=len(self._outcomes),
             )
         try:
             released = await self.store.release_all()
             if released:
-                self.log.info("gave back {n} claimed messages", n=released)
+                self.log.info("gave back {released} claimed messages", released=released)
         except Exception as exc:
             self.log.error(
-                "could not give back claimed messages ({e}); their leases run out", e=exc
+                "could not give back claimed messages ({error}); their leases run out",
+                error=str(exc),
             )
         await self.dispatcher.aclose()
         if self.heartbeat is not None:
@@ -290,8 +295,8 @@ class Worker:
                 failing_since = failing_since or time.monotonic()
                 if self.burst and time.monotonic() - failing_since > BURST_PATIENCE:
                     self.log.error(
-                        "the database has failed for {s:.0f}s: burst run ends (exit 1)",
-                        s=BURST_PATIENCE,
+                        "the database has failed for {failing_s}s: burst run ends (exit 1)",
+                        failing_s=round(BURST_PATIENCE),
                     )
                     self.failed = True
                     self.stop()
@@ -362,7 +367,9 @@ class Worker:
                 mailing = self.housekeeping.mailings.get(claimed.mailing_id)
                 outcome = await self.dispatcher.process(claimed, mailing)
             except Exception as exc:  # a bug must not lose the message or stop the daemon
-                self.log.exception("unexpected error sending message {id}", id=claimed.id)
+                self.log.exception(
+                    "unexpected error sending message {message_id}", message_id=claimed.id
+                )
                 self.dispatcher.breaker.no_answer()  # were it the probe, another one goes
                 decision = Decision(Fate.wait, at=self.clock.now(), reason=f"internal error: {exc}")
                 outcome = self.dispatcher.outcome(claimed, decision)
@@ -410,10 +417,10 @@ class Worker:
         if dropped:
             self.counters.dropped += len(dropped)
             self.log.warning(
-                "dropped the outcomes of {n} messages deleted while being sent (their mailing "
-                "or client was deleted): {ids}",
-                n=len(dropped),
-                ids=dropped[:20],
+                "dropped the outcomes of {dropped} messages deleted while being sent (their "
+                "mailing or client was deleted): {message_ids}",
+                dropped=len(dropped),
+                message_ids=", ".join(map(str, dropped[:20])),
             )
         return True
 

@@ -55,3 +55,15 @@ def test_every_log_message_is_a_literal_template(path):
         if not literal:
             offenders.append(f"{path.relative_to(ROOT)}:{call.lineno}: {ast.unparse(message)}")
     assert not offenders, "log messages built from values:\n" + "\n".join(offenders)
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda path: str(path.relative_to(ROOT)))
+def test_every_log_field_has_a_name_that_says_what_it_holds(path):
+    """Keyword arguments become JSON fields: ``n``, ``e`` or ``ms`` tell a reader nothing,
+    and one name must not mean two things (``status``: a message's, ``http_status``)."""
+    offenders = []
+    for call in _log_calls(ast.parse(path.read_text(), str(path))):
+        for keyword in call.keywords:
+            if keyword.arg is not None and len(keyword.arg) < 3:
+                offenders.append(f"{path.relative_to(ROOT)}:{call.lineno}: {keyword.arg}=")
+    assert not offenders, "log fields with cryptic names:\n" + "\n".join(offenders)

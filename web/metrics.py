@@ -84,11 +84,11 @@ def install(app: FastAPI) -> HttpMetrics:
             if route != "/metrics":
                 logger.bind(**ids).log(
                     "ERROR" if response.status_code >= 500 else "INFO",
-                    "{method} {path} -> {status} in {ms:.1f} ms",
+                    "{method} {path} -> {http_status} in {duration_ms} ms",
                     method=request.method,
                     path=request.url.path,  # no query string: a login link carries a token
-                    status=response.status_code,
-                    ms=elapsed * 1000,
+                    http_status=response.status_code,  # the daemon's name for the same thing
+                    duration_ms=round(elapsed * 1000, 1),
                 )
         response.headers["X-Request-ID"] = rid
         metrics.requests.labels(request.method, route, str(response.status_code)).inc()

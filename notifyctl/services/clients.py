@@ -38,10 +38,10 @@ def create_client(*, session: Session, client_in: ClientCreate, default_timezone
     session.add(client)
     _flush_unique(session, phone)
     logger.bind(client_id=client.id).info(
-        "client created: operator {op}, tag {tag!r}, timezone {tz}",
-        op=client.operator_code,
+        "client created: operator {operator_code}, tag {tag!r}, timezone {timezone}",
+        operator_code=client.operator_code,
         tag=client.tag,
-        tz=client.timezone,
+        timezone=client.timezone,
     )
     return client
 
@@ -84,7 +84,7 @@ def delete_client(*, session: Session, client_id: int) -> int:
     session.delete(client)
     session.flush()
     logger.bind(client_id=client_id).info(
-        "client deleted: {n} of its pending messages cancelled", n=cancelled
+        "client deleted: {cancelled} of its pending messages cancelled", cancelled=cancelled
     )
     return cancelled
 

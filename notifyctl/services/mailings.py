@@ -100,12 +100,13 @@ def create_mailing(
     session.add(mailing)
     session.flush()
     _log(mailing).info(
-        "mailing created: starts {start}, ends {end}, operators {ops}, tags {tags}, window {w}",
+        "mailing created: starts {start}, ends {end}, operators {ops}, tags {tags}, "
+        "window {window}",
         start=mailing.start_at.isoformat(),
         end=mailing.end_at.isoformat(),
         ops=_few(mailing.operator_codes),
         tags=_few(mailing.tags),
-        w=f"{mailing.window_start}-{mailing.window_end}" if mailing.window_start else "none",
+        window=f"{mailing.window_start}-{mailing.window_end}" if mailing.window_start else "none",
     )
     return mailing
 
@@ -261,7 +262,9 @@ def retry_failed(*, session: Session, mailing_id: int) -> int:
         .where(Message.mailing_id == mailing.id, Message.status == MessageStatus.failed)
         .values(status=MessageStatus.pending, next_attempt_at=utcnow(), last_error=None)
     ).rowcount
-    _log(mailing).info("mailing retry: {n} failed messages are pending again", n=retried)
+    _log(mailing).info(
+        "mailing retry: {retried} failed messages are pending again", retried=retried
+    )
     return retried
 
 
