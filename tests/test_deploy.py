@@ -778,3 +778,13 @@ def test_the_ingress_lets_an_upload_as_large_as_the_api_takes(base):
     size = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
     assert size.endswith("m")
     assert int(size[:-1]) * 2**20 >= Settings().max_upload_bytes
+
+
+def test_every_setting_in_env_example_reaches_the_compose_containers():
+    """Compose reads .env only to fill in ${...}: a line there that the compose file does
+    not name changes nothing, silently."""
+    compose_text = (ROOT / "docker-compose.yml").read_text()
+    example = (ROOT / ".env.example").read_text()
+    named = re.findall(r"^#?\s*(NOTIFY_\w+)=", example, re.M)
+    assert named
+    assert [name for name in named if f"${{{name}" not in compose_text] == []
