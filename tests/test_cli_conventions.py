@@ -16,19 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from notifyctl.cli import app
+from tests.processes import notifyctl
 from tests.test_docs import all_commands
-
-
-def notifyctl(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "notifyctl", *args],
-        capture_output=True,
-        text=True,
-        env=env or dict(os.environ),
-        stdin=kwargs.pop("stdin", subprocess.DEVNULL),
-        check=False,
-        **kwargs,
-    )
 
 
 def one_line(result, code: int, line: str) -> None:

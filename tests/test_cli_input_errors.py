@@ -5,6 +5,7 @@ A byte that is not UTF-8 in an argument reaches Python as a lone surrogate ("\\u
 """
 
 import json
+import os
 
 import pytest
 
@@ -84,25 +85,10 @@ def test_mock_faults_out_of_bounds_are_exit_2(option, value, monkeypatch):
 
 
 def test_a_setting_that_cannot_be_read_is_exit_2_in_one_line(tmp_path):
-    import os
-    import subprocess
-    import sys
+    from tests.processes import notifyctl
 
     env = dict(os.environ) | {"NOTIFY_REPORT_TO": "[bad"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "notifyctl",
-            "--db",
-            f"sqlite:///{tmp_path / 'a.db'}",
-            "client",
-            "list",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    result = notifyctl("--db", f"sqlite:///{tmp_path / 'a.db'}", "client", "list", env=env)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("error: invalid setting:")
     assert "NOTIFY_REPORT_TO: is not valid JSON" in result.stderr

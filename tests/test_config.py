@@ -1,5 +1,7 @@
 """Settings: each value checked the way the same value is checked as input."""
 
+import os
+
 import pytest
 from pydantic import ValidationError
 
@@ -35,25 +37,10 @@ def test_a_sender_url_with_credentials_or_not_http_is_refused_without_quoting_it
 
 
 def test_the_cli_refuses_a_sender_url_with_credentials_in_one_line_without_them(tmp_path):
-    import os
-    import subprocess
-    import sys
+    from tests.processes import notifyctl
 
     env = dict(os.environ) | {"NOTIFY_SENDER_URL": "http://user:hunter2@sms.example/v1/send"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "notifyctl",
-            "--db",
-            f"sqlite:///{tmp_path / 'a.db'}",
-            "daemon",
-            "--check",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    result = notifyctl("--db", f"sqlite:///{tmp_path / 'a.db'}", "daemon", "--check", env=env)
     assert result.returncode == 2
     assert "NOTIFY_SENDER_URL" in result.stderr
     assert "hunter2" not in result.stderr + result.stdout

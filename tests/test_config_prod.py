@@ -7,14 +7,13 @@ The processes run for real (``python -m notifyctl``), as a supervisor would star
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from notifyctl.config import DEMO_MOCK_SECRET, DEMO_SENDER_TOKEN, Settings, weak_settings
+from tests.processes import notifyctl
 
 ROOT = Path(__file__).resolve().parent.parent
 STRONG = {
@@ -61,17 +60,6 @@ def environment(**changes: str | None) -> dict[str, str]:
         else:
             env[name] = value
     return env
-
-
-def notifyctl(*args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 60):
-    return subprocess.run(
-        [sys.executable, "-m", "notifyctl", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def secret_looking(value: str | None) -> bool:
