@@ -66,8 +66,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     url = normalise_url(url)
     try:
         parsed = make_url(url)
-        parsed.port  # noqa: B018 (a port that is no number raises here, not at connect)
-    except (sa.exc.ArgumentError, ValueError):
+    except (sa.exc.ArgumentError, ValueError):  # (ValueError: a port that is no number)
         # The URL is not quoted back: it may hold a password.
         raise StorageError(
             "the database URL is not one: use sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB",

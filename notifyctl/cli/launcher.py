@@ -89,9 +89,13 @@ class StopSignals:
 def _spawn(signals: StopSignals, args: list[str], env: dict[str, str]) -> subprocess.Popen:
     """Start ``notifyctl ARGS`` as a child of ``up``, listed for stopping."""
     with signals.starting():
-        # Its own session, and it dies with us: see _die_with_parent. We stop them in order.
+        # Its own session: no signal reaches it but ours (Ctrl-C, a closed terminal), and we
+        # stop the children in order; it dies with us too (see _die_with_parent).
         child = subprocess.Popen(
-            [sys.executable, "-m", "notifyctl", *args], env=env, preexec_fn=_die_with_parent
+            [sys.executable, "-m", "notifyctl", *args],
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         signals.children.append(child)
     return child
@@ -129,7 +133,6 @@ def _option(field: str) -> str:
 def _die_with_parent() -> None:
     """In the child, before it runs: end (SIGTERM) when ``up`` dies, even by SIGKILL, which
     no handler of ours sees. Linux only; elsewhere a killed ``up`` leaves them running."""
-    os.setsid()  # its own session: no signal reaches it but ours (Ctrl-C, a closed terminal)
     if sys.platform.startswith("linux"):
         import ctypes
 
