@@ -86,7 +86,7 @@ def run_mailing(
     if daemons == 1:
         run = timed(command, env=env)
         assert run.returncode == 0, run.stderr
-        rss = run.peak_rss_mb
+        rss, cpu = run.peak_rss_mb, run.cpu_seconds
     else:
         processes = [
             subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -95,13 +95,14 @@ def run_mailing(
         for process in processes:
             _, err = process.communicate()
             assert process.returncode == 0, err
-        rss = float("nan")
+        rss = cpu = float("nan")
     activated, last, counts = mailing_figures(url)
     elapsed = (last - activated).total_seconds()
     return {
         "rate": clients / elapsed if elapsed else float("nan"),
         "seconds": elapsed,
         "rss": rss,
+        "cpu": cpu,  #: the daemon's CPU seconds, start-up included (one daemon only)
         "counts": counts,
         "received": mock.received(limit=1)["total"],
     }

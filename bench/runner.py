@@ -23,6 +23,7 @@ class Run:
     returncode: int
     stdout: str
     stderr: str
+    cpu_seconds: float = 0.0  #: user + system CPU time of the child (from wait4)
 
 
 def notifyctl(*args: str) -> list[str]:
@@ -30,7 +31,7 @@ def notifyctl(*args: str) -> list[str]:
 
 
 def timed(command: list[str], *, env: dict | None = None) -> Run:
-    """Run ``command`` to its end; wall time and peak RSS (from wait4) of that child."""
+    """Run ``command`` to its end; wall time, peak RSS and CPU time (from wait4) of that child."""
     out_path, err_path = f"/tmp/bench-{os.getpid()}.out", f"/tmp/bench-{os.getpid()}.err"
     with open(out_path, "w") as out, open(err_path, "w") as err:
         started = time.perf_counter()
@@ -42,7 +43,8 @@ def timed(command: list[str], *, env: dict | None = None) -> Run:
         stdout, stderr = out.read(), err.read()
     os.unlink(out_path)
     os.unlink(err_path)
-    return Run(seconds, usage.ru_maxrss / 1024, child.returncode, stdout, stderr)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(seconds, usage.ru_maxrss / 1024, child.returncode, stdout, stderr, cpu)
 
 
 def free_port() -> int:

@@ -16,6 +16,7 @@ from daemon.metrics import DaemonMetrics
 from daemon.retry import RetryPolicy
 from daemon.rules import Decision, Fate
 from daemon.sender import Rejected, Sender, SendError, Unauthorized
+from daemon.tracelog import MessageLog
 from notifyctl.config import Settings
 from notifyctl.models import MessageStatus
 from notifyctl.services.delivery import AttemptRecord, Claimed, MailingSnapshot, Outcome
@@ -66,12 +67,32 @@ class _LazyLog:
         return getattr(bound, level)
 
 
+class _MessageLines:
+    """A message's lines into the daemon's ``MessageLog``, in loguru's calling style."""
+
+    def __init__(self, lines: MessageLog, claimed: Claimed) -> None:
+        self._lines, self._ids = lines, _ids(claimed)
+
+    def info(self, template: str, **fields) -> None:
+        # (the templates are literals of ours; the values are data, as with loguru)
+        self._lines.add(self._ids, template.format(**fields), fields)
+
+
+def _ids(claimed: Claimed) -> dict[str, int]:
+    """A message's ids, in the order a text line shows them (``notifyctl.logs.ID_KEYS``)."""
+    return {
+        "mailing_id": claimed.mailing_id,
+        "message_id": claimed.id,
+        "client_id": claimed.client_id,
+    }
+
+
 class Dispatcher:
     """Decides, sends and counts.
 
     ``stopping()`` says the daemon drains (no new request starts); ``snapshot(mailing_id)``
     is the mailing's state as last read, so that a retry stops once it is cancelled or
-    paused.
+    paused. With ``lines``, every line about one message goes there (``daemon.tracelog``).
     """
 
     def __init__(
@@ -84,6 +105,7 @@ class Dispatcher:
         log,
         stopping: Callable[[], bool],
         snapshot: Callable[[int], MailingSnapshot | None] = lambda _id: None,
+        lines: MessageLog | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -92,6 +114,7 @@ class Dispatcher:
         self.log = log
         self._stopping = stopping
         self._snapshot = snapshot
+        self.lines = lines
         self.policy = RetryPolicy.from_settings(settings, wait_scale=clock.wait_scale)
         self.breaker = CircuitBreaker(settings.breaker_threshold)
         self.sender = Sender(settings, clock=clock, policy=self.policy)
@@ -156,7 +179,7 @@ class Dispatcher:
                 earlier_attempts=claimed.attempts,
                 # (the mailing first: asking the breaker may make this the probe)
                 may_try=lambda: self._still_on(claimed.mailing_id) and self.may_try(),
-                log=_LazyLog(self.log, claimed),
+                log=self._message_log(claimed),
             )
         except SendError as exc:
             self.counters.requests += len(attempts)
@@ -167,7 +190,7 @@ class Dispatcher:
                 self._token_refused()
             elif isinstance(exc, Rejected):
                 self.breaker.success()  # the API answers: it is up
-                _LazyLog(self.log, claimed).info("rejected by the API: {reason}", reason=exc.reason)
+                self._message_log(claimed).info("rejected by the API: {reason}", reason=exc.reason)
             else:
                 for attempt in attempts:
                     if attempt.error:
@@ -210,62 +233,62 @@ class Dispatcher:
             last_error=decision.reason,
         )
 
+    def _message_log(self, claimed: Claimed):
+        """Where lines about ``claimed`` go: the message log, or loguru when there is none."""
+        if self.lines is not None:
+            return _MessageLines(self.lines, claimed)
+        return _LazyLog(self.log, claimed)
+
     def trace(self, claimed: Claimed, outcome: Outcome) -> None:
-        """Log each request of the message with its answer, then the message's new status.
+        """Log each request of the message with its answer, then the message's new status
+        (into ``lines``, which must be set).
 
         Each value is a field of its own (``http_status``, ``body``, ``error``, ``reason``
         …); the message is the sentence a person reads.
         """
-        log = self.log.bind(
-            message_id=claimed.id, mailing_id=claimed.mailing_id, client_id=claimed.client_id
-        )
+        lines, ids = self.lines, _ids(claimed)
         for number, attempt in enumerate(outcome.attempts, claimed.attempts + 1):
             _log_request(
-                log, number=number, url=f"{self.settings.sender_url}/{claimed.id}", attempt=attempt
+                lines,
+                ids,
+                number=number,
+                url=f"{self.settings.sender_url}/{claimed.id}",
+                attempt=attempt,
             )
-        status, reason = outcome.status, outcome.last_error
-        if status == MessageStatus.pending:
+        status, reason = outcome.status.value, outcome.last_error
+        if outcome.status == MessageStatus.pending:
             when = outcome.next_attempt_at.isoformat() if outcome.next_attempt_at else "now"
+            fields = {"status": status, "next_attempt_at": when}
+            message = f"status sending -> {status}, next attempt at {when}"
             if reason:
-                log.info(
-                    "status sending -> {status}, next attempt at {next_attempt_at} ({reason})",
-                    status=status.value,
-                    next_attempt_at=when,
-                    reason=reason,
-                )
-            else:
-                log.info(
-                    "status sending -> {status}, next attempt at {next_attempt_at}",
-                    status=status.value,
-                    next_attempt_at=when,
-                )
-        elif reason:
-            log.info("status sending -> {status}: {reason}", status=status.value, reason=reason)
+                fields["reason"] = reason
+                message += f" ({reason})"
         else:
-            log.info("status sending -> {status}", status=status.value)
+            fields = {"status": status}
+            message = f"status sending -> {status}"
+            if reason:
+                fields["reason"] = reason
+                message += f": {reason}"
+        lines.add(ids, message, fields)
 
 
-def _log_request(log, *, number: int, url: str, attempt: AttemptRecord) -> None:
+def _log_request(
+    lines: MessageLog, ids: dict[str, int], *, number: int, url: str, attempt: AttemptRecord
+) -> None:
     """One request's line: ``attempt``, ``http_status``, ``duration_ms``, ``body`` and
-    ``error`` as fields, holding values only.
-
-    The sentence's optional parts (", body '…'", ", error: …") are formatted into the
-    message but not captured as fields (``capture=False``); the values are bound instead.
-    """
+    ``error`` as fields, holding values only; the sentence quotes the body and the error."""
     excerpt, error = attempt.response_excerpt, attempt.error
-    fields = {"attempt": number, "duration_ms": round(attempt.duration_ms, 1)}
+    fields: dict[str, object] = {"attempt": number, "duration_ms": round(attempt.duration_ms, 1)}
     if attempt.http_status is not None:
         fields["http_status"] = attempt.http_status
+        answer = f"HTTP {attempt.http_status}"
+    else:
+        answer = "no answer"
+    message = f"request {number}: POST {url} -> {answer} in {attempt.duration_ms:.1f} ms"
     if excerpt:
         fields["body"] = excerpt
+        message += f", body {excerpt!r}"
     if error:
         fields["error"] = error
-    log.bind(**fields).opt(capture=False).info(
-        "request {attempt}: POST {url} -> {answer} in {duration_ms:.1f} ms{body}{error}",
-        attempt=number,
-        url=url,
-        answer=f"HTTP {attempt.http_status}" if attempt.http_status else "no answer",
-        duration_ms=attempt.duration_ms,
-        body=f", body {excerpt!r}" if excerpt else "",
-        error=f", error: {error}" if error else "",
-    )
+        message += f", error: {error}"
+    lines.add(ids, message, fields)

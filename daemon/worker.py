@@ -36,8 +36,8 @@ from daemon.metrics import DaemonMetrics
 from daemon.quiet import QuietErrors
 from daemon.rules import Decision, Fate
 from daemon.store import Store, take_over_orphans
+from daemon.tracelog import MessageLog
 from notifyctl.config import Settings
-from notifyctl.logs import writes
 from notifyctl.services.delivery import Claimed, Outcome
 
 CLAIM_BATCH = 500  # messages per claim, at most
@@ -59,6 +59,11 @@ async def _finish(task: asyncio.Task, *, timeout: float) -> None:
     if not done:
         task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+def _loop_name() -> str:
+    """The running loop's kind: ``uvloop`` or ``asyncio`` (``daemon.loop`` chooses)."""
+    return type(asyncio.get_running_loop()).__module__.split(".")[0]
 
 
 def make_owner() -> str:
@@ -94,8 +99,8 @@ class Worker:
         self.metrics = metrics or DaemonMetrics()
         #: set when a task kept crashing: the daemon stopped and should exit non-zero
         self.failed = False
-        #: log each message's requests and new status (only when some sink takes INFO)
-        self.trace = settings.log_messages and writes(settings, "INFO")
+        #: each message's requests and new status (only when some sink takes the lines)
+        self.lines = MessageLog.for_settings(settings, bound={"daemon": self.owner})
         self.store = Store(engine, owner=self.owner, rate_limit=settings.rate_limit or None)
         self.log = logger.bind(daemon=self.owner)
         self.dispatcher = Dispatcher(
@@ -106,6 +111,7 @@ class Worker:
             log=self.log,
             stopping=lambda: self._stop.is_set(),
             snapshot=lambda mailing_id: self.housekeeping.mailings.get(mailing_id),
+            lines=self.lines,
         )
         self.breaker = self.dispatcher.breaker
         self.housekeeping = Housekeeping(
@@ -138,15 +144,18 @@ class Worker:
         """Run until ``stop()`` (or, with ``burst``, until nothing is due or sendable)."""
         if self.settings.rate_limit:
             self.log.info(
-                "daemon started: concurrency {concurrency}, rate limit {rate_limit:g}/s, "
-                "sending to {sender_url}",
+                "daemon started on {event_loop}: concurrency {concurrency}, "
+                "rate limit {rate_limit:g}/s, sending to {sender_url}",
+                event_loop=_loop_name(),
                 concurrency=self.settings.concurrency,
                 rate_limit=self.settings.rate_limit,
                 sender_url=self.settings.sender_url,
             )
         else:
             self.log.info(
-                "daemon started: concurrency {concurrency}, no rate limit, sending to {sender_url}",
+                "daemon started on {event_loop}: concurrency {concurrency}, no rate limit, "
+                "sending to {sender_url}",
+                event_loop=_loop_name(),
                 concurrency=self.settings.concurrency,
                 sender_url=self.settings.sender_url,
             )
@@ -169,6 +178,8 @@ class Worker:
             await self._beat_until_stopped()
         finally:
             await self._drain(tasks)
+        if self.lines is not None:
+            self.lines.flush()
         if self.burst:  # leave no ended mailing with unsent messages behind (cron use)
             with contextlib.suppress(Exception):
                 await self.housekeeping.expire()
@@ -377,7 +388,7 @@ class Worker:
                 self._in_flight -= 1
             self._outcomes.append(outcome)
             self.metrics.observe(outcome.attempts, earlier=claimed.attempts, status=outcome.status)
-            if self.trace:
+            if self.lines is not None:
                 self.dispatcher.trace(claimed, outcome)
 
     # --- recording -------------------------------------------------------------------
@@ -386,6 +397,8 @@ class Worker:
         pause = RECORD_INTERVAL
         while True:
             await asyncio.sleep(pause)
+            if self.lines is not None:
+                self.lines.flush()  # the per-message lines of the last interval
             if not self._outcomes:
                 if self._draining:
                     return  # everything is written: the daemon may stop

@@ -21,6 +21,7 @@ binds its values (``log.bind(error=error)``) and formats the parts with
 """
 
 import json
+import os
 import re
 import sys
 from traceback import format_exception
@@ -101,8 +102,23 @@ def _patch(record) -> None:
     extra["ids"] = " ".join(f"{key}={extra[key]}" for key in ID_KEYS if key in extra)
 
 
+#: Extras of a record that carries lines formatted already (``daemon.tracelog``, the
+#: per-message lines): a sink writes the block of its own format as it is, or nothing.
+BLOCK_TEXT, BLOCK_JSON = "block_text", "block_json"
+
+
+def _block(record, key: str) -> str | None:
+    """The template that writes a block record's ``key`` block; None for other records."""
+    extra = record["extra"]
+    if BLOCK_TEXT not in extra and BLOCK_JSON not in extra:
+        return None
+    return f"{{extra[{key}]}}" if key in extra else ""
+
+
 def _json_format(record) -> str:
     """One flat JSON object; built only for a JSON sink, once per line."""
+    if (block := _block(record, BLOCK_JSON)) is not None:
+        return block
     if "json" not in record["extra"]:
         record["extra"]["json"] = _as_json(record)
     return "{extra[json]}\n"
@@ -132,6 +148,8 @@ def _as_json(record) -> str:
 def _text_format(record) -> str:
     """The template of a text line. It holds no value of the record: loguru fills in
     ``{extra[ids]}`` and ``{message}`` as data, so braces or colour tags in them are text."""
+    if (block := _block(record, BLOCK_TEXT)) is not None:
+        return block
     if record["exception"] is not None and "traceback" not in record["extra"]:
         # Formatted here, masked, and shown as a field: loguru's own {exception} would
         # print a token or password in the exception's text as it is.
@@ -158,7 +176,14 @@ def configure_logging(settings: Settings, *, console_level: str | None = None) -
     if settings.log_format is LogFormat.json:
         logger.add(sys.stderr, level=level, format=_json_format, backtrace=False, diagnose=False)
     else:
-        logger.add(sys.stderr, level=level, format=_text_format, backtrace=False, diagnose=False)
+        logger.add(
+            sys.stderr,
+            level=level,
+            format=_text_format,
+            colorize=stderr_colors(),
+            backtrace=False,
+            diagnose=False,
+        )
     if settings.log_file:
         settings.log_file.parent.mkdir(parents=True, exist_ok=True)
         logger.add(
@@ -175,6 +200,28 @@ def configure_logging(settings: Settings, *, console_level: str | None = None) -
             diagnose=False,
             encoding="utf-8",
         )
+
+
+def stderr_colors() -> bool:
+    """Whether text lines on stderr are coloured: on a terminal, unless NO_COLOR is set."""
+    return sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+
+
+def block_formats(settings: Settings) -> tuple[bool, bool]:
+    """Which formats of INFO lines the sinks of ``configure_logging`` write: (text, JSON).
+
+    ``daemon.tracelog`` formats its lines in these only.
+    """
+    console = settings.log_console_level or settings.log_level
+    on_console = writes_level(console, "INFO")
+    in_file = bool(settings.log_file) and writes_level(settings.log_level, "INFO")
+    text = on_console and settings.log_format is not LogFormat.json
+    return text, in_file or (on_console and settings.log_format is LogFormat.json)
+
+
+def writes_level(threshold: str, level: str) -> bool:
+    """Whether a sink at ``threshold`` takes a line at ``level``."""
+    return logger.level(level).no >= logger.level(threshold.upper()).no
 
 
 def writes(settings: Settings, level: str) -> bool:

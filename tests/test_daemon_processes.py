@@ -86,10 +86,11 @@ def test_three_daemons_on_postgresql_never_send_one_message_twice(postgres_url, 
 def test_burst_sends_what_is_due_and_exits(db_url, session, mock_api):
     add_clients(session, 25)
     mailing = add_mailing(session)
-    daemon = start_daemon(db_url, mock_api, "--burst")
+    daemon = start_daemon(db_url, mock_api, "--burst", NOTIFY_LOG_LEVEL="INFO")
     _, err = daemon.communicate(timeout=60)
     assert daemon.returncode == 0, err
     assert "sent 25" in err
+    assert "daemon started on uvloop:" in err  # uvloop is installed: the daemon runs on it
     assert statuses(db_url, mailing.id) == {"sent": 25}
 
 

@@ -484,24 +484,70 @@ def test_the_api_prints_its_login_token_only_when_it_made_it_up(tmp_path, env, s
 
 
 @pytest.mark.parametrize(
-    ("levels", "written"),
+    ("levels", "formats"),
     [
-        ({"log_level": "INFO"}, True),
-        ({"log_level": "WARNING"}, False),
-        ({"log_level": "INFO", "log_console_level": "WARNING"}, False),
-        ({"log_level": "INFO", "log_console_level": "WARNING", "log_file": "x.jsonl"}, True),
-        ({"log_level": "debug"}, True),
+        ({"log_level": "INFO"}, (True, False)),
+        ({"log_level": "WARNING"}, None),
+        ({"log_level": "INFO", "log_console_level": "WARNING"}, None),
+        (
+            {"log_level": "INFO", "log_console_level": "WARNING", "log_file": "x.jsonl"},
+            (False, True),
+        ),
+        ({"log_level": "INFO", "log_file": "x.jsonl"}, (True, True)),
+        ({"log_level": "INFO", "log_format": "json"}, (False, True)),
+        ({"log_level": "debug"}, (True, False)),
     ],
 )
-def test_the_daemon_traces_messages_only_when_a_sink_takes_the_lines(levels, written):
+def test_the_daemon_traces_messages_only_in_the_formats_its_sinks_write(levels, formats):
     from daemon.worker import Worker
 
     settings = Settings(database_url="sqlite://", **levels)
-    assert Worker(engine=None, settings=settings).trace is written
-    assert (
-        Worker(engine=None, settings=settings.model_copy(update={"log_messages": False})).trace
-        is False
-    )
+    lines = Worker(engine=None, settings=settings).lines
+    assert (None if lines is None else (lines.text, lines.json_lines)) == formats
+    quiet = settings.model_copy(update={"log_messages": False})
+    assert Worker(engine=None, settings=quiet).lines is None
+
+
+@pytest.mark.parametrize("colors", [False, True])
+def test_a_per_message_line_is_the_line_loguru_would_write(tmp_path, capsys, monkeypatch, colors):
+    """daemon.tracelog formats its lines itself: they must be loguru's, to the byte
+    (but the time stamp and the JSON source), masked and escaped alike."""
+    from daemon.tracelog import MessageLog
+
+    monkeypatch.setattr("notifyctl.logs.stderr_colors", lambda: colors)
+    log_file = tmp_path / "log.jsonl"
+    settings = Settings(log_format="text", log_level="INFO", log_file=log_file)
+    ids = {"mailing_id": 7, "message_id": 123, "client_id": 9}
+    fields = {
+        "attempt": 2,
+        "duration_ms": 3.5,
+        "http_status": 503,
+        "body": "{x} <red>\x1b[31m Bearer abc.def.ghi\n",
+        "error": None,
+        "ok": True,
+    }
+    message = "request 2: POST http://h/1 -> HTTP 503, body 'Bearer abc.def.ghi {x}\x1b'"
+    configure_logging(settings)
+    try:
+        logger.bind(daemon="d:1", **ids, **fields).opt(capture=False).info(
+            "{sentence}", sentence=message
+        )
+        lines = MessageLog.for_settings(settings, bound={"daemon": "d:1"})
+        lines.add(ids, message, fields)
+        lines.flush()
+    finally:
+        logger.remove()
+        logger.add(sys.stderr)
+    by_loguru, ours = capsys.readouterr().err.splitlines()
+    assert by_loguru.split(" ", 2)[2] == ours.split(" ", 2)[2]  # all but the time stamp
+    assert ("\x1b[32m" in ours) is colors
+    assert "abc.def" not in ours
+    first, second = (json.loads(line) for line in log_file.read_text().splitlines())
+    for line in (first, second):
+        del line["time"], line["source"]
+    assert first == second
+    assert "abc.def" not in json.dumps(second)
+    assert (second["http_status"], second["ok"], second["error"]) == (503, True, None)
 
 
 HOSTILE_IDS = [

@@ -234,8 +234,6 @@ def daemon(
 
     Example: NOTIFY_CONCURRENCY=500 notifyctl daemon
     """
-    import asyncio
-
     from notifyctl.logs import configure_logging
 
     cli = state(ctx)
@@ -307,8 +305,10 @@ def daemon(
             )
 
     # A child runs under its parent's lock; SQLite serialises the children's writes.
+    from daemon.loop import run
+
     with nullcontext() if child else single_sender(engine):
-        asyncio.run(main())
+        run(main())
 
 
 def up(
