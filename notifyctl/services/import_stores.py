@@ -87,7 +87,8 @@ STAGE = "client_import_stage"
 COPY_IN = f"COPY {STAGE} (line, phone, operator_code, tag, timezone) FROM STDIN"
 # New phones in the file's order (so ids follow it), from the sequence as any insert.
 # The outer SELECT reads the snapshot from before the INSERT: the stored row of each phone
-# passed over, looked up by the unique index only for those phones.
+# passed over, looked up by the unique index only for those phones, in the file's order
+# (as SQLite's, so that both keep the same first MAX_REPORTED_ERRORS errors).
 MERGE = f"""
 WITH inserted AS (
     INSERT INTO client (phone, operator_code, tag, timezone, created_at, updated_at)
@@ -99,6 +100,7 @@ WITH inserted AS (
 SELECT s.phone, (SELECT c.updated_at FROM client c WHERE c.phone = s.phone)
 FROM {STAGE} s
 WHERE NOT EXISTS (SELECT FROM inserted i WHERE i.phone = s.phone)
+ORDER BY s.line
 """
 
 

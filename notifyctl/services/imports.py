@@ -4,6 +4,8 @@ A phone already stored is dealt with as ``on_duplicate`` says: ``fail`` (a bad r
 any other), ``skip`` (the stored client stays as it is) or ``update`` (it takes the row's
 values for the columns the file has). A phone repeated within the file is a bad row in
 every mode: which of its lines should win is anybody's guess.
+
+The rules live here; ``services.import_stores`` writes the batches (by COPY on PostgreSQL).
 """
 
 import csv
