@@ -50,14 +50,19 @@ def bench_import(size, work: Path) -> list[Row]:
     count = SIZES[size]["import"]
     path = data.write_csv(work / "clients.csv", count)
     rows = []
-    for backend, url in (("SQLite", f"sqlite:///{work / 'import.db'}"), ("PostgreSQL", POSTGRES)):
+    # PostgreSQL COPYs each batch into a staging table; SQLite inserts it.
+    targets = (
+        ("SQLite", f"sqlite:///{work / 'import.db'}", "< 60 s, flat memory"),
+        ("PostgreSQL", POSTGRES, "< 20 s, flat memory"),
+    )
+    for backend, url, target in targets:
         data.fresh_database(url)
         run = timed(notifyctl("--db", url, "client", "import", str(path)), env=env_for(url))
         assert run.returncode == 0, run.stderr
         rows.append(
             (
                 f"import {count:,} clients from CSV, {backend}",
-                "< 60 s, flat memory",
+                target,
                 f"{run.seconds:.1f} s ({count / run.seconds:,.0f} rows/s), "
                 f"peak RSS {run.peak_rss_mb:.0f} MB",
                 f"python -m bench --only import --size {size}",
