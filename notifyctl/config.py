@@ -7,7 +7,6 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import platformdirs
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,6 +52,8 @@ class LogFormat(StrEnum):
 
 def default_database_url() -> str:
     """Return the SQLite file in the user data directory, creating the directory."""
+    import platformdirs  # (only when NOTIFY_DATABASE_URL is unset: not on every start)
+
     data_dir = Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
     data_dir.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{data_dir / 'notifyctl.db'}"
@@ -66,6 +67,8 @@ class SmtpSecurity(StrEnum):
 
 def default_log_file() -> Path:
     """The log file `notifyctl up` writes when NOTIFY_LOG_FILE is unset."""
+    import platformdirs
+
     return Path(platformdirs.user_log_dir(APP_NAME, appauthor=False)) / "notifyctl.jsonl"
 
 

@@ -8,13 +8,16 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
-from sqlmodel import Session
 
 from notifyctl.errors import DataRefused, StorageError
+
+if TYPE_CHECKING:  # (imported where a session is made: `stats` runs without the ORM)
+    from sqlmodel import Session
 
 #: The newest migration; ``tests/test_migrations.py`` checks it against the scripts.
 HEAD_REVISION = "0005"
@@ -99,7 +102,7 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def locked(query, session: Session, *, skip_locked: bool = True):
+def locked(query, session: "Session", *, skip_locked: bool = True):
     """``query`` locking its rows for this transaction, skipping rows others hold.
 
     PostgreSQL: ``FOR UPDATE [SKIP LOCKED]``. SQLite has one writer at a time and no row
@@ -110,7 +113,7 @@ def locked(query, session: Session, *, skip_locked: bool = True):
     return query
 
 
-def upsert_insert(session: Session, table):
+def upsert_insert(session: "Session", table):
     """``INSERT`` of the session's dialect, the one that offers ``on_conflict_do_nothing``."""
     from sqlalchemy.dialects import postgresql, sqlite
 
@@ -224,8 +227,10 @@ def ensure_schema(engine: Engine) -> None:
 
 
 @contextmanager
-def session_scope(engine: Engine) -> Iterator[Session]:
+def session_scope(engine: Engine) -> Iterator["Session"]:
     """A session that commits on success and rolls back on any error."""
+    from sqlmodel import Session
+
     with Session(engine, expire_on_commit=False) as session:
         try:
             yield session
@@ -239,6 +244,19 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+@contextmanager
+def connection_scope(engine: Engine) -> Iterator[sa.Connection]:
+    """A connection in a transaction, for reads through SQLAlchemy Core (no ORM loaded):
+    commits on success, rolls back on any error, which it reports as ``session_scope`` does."""
+    try:
+        with engine.begin() as connection:
+            yield connection
+    except DataError as exc:
+        raise DataRefused(_describe(engine, exc)) from exc
+    except (OperationalError, DBAPIError) as exc:
+        raise StorageError(_describe(engine, exc)) from exc
 
 
 def _describe(engine: Engine, exc: Exception) -> str:

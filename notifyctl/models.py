@@ -6,41 +6,21 @@ Families follow the full-stack FastAPI template: ``XBase`` holds the shared fiel
 """
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import StrEnum
+from datetime import datetime
 from typing import Generic, TypeVar
 
 import sqlalchemy as sa
 from pydantic import AwareDatetime, BaseModel, ConfigDict
-from sqlalchemy.types import TypeDecorator
 from sqlmodel import JSON, Column, Field, SQLModel
 
+# Statuses, states and the datetime type have modules of their own, for what reads the
+# database without the ORM (`notifyctl stats`); the rest of the code takes them from here.
+from notifyctl.states import FINAL_STATUSES as FINAL_STATUSES
+from notifyctl.states import UNSENT_STATUSES as UNSENT_STATUSES
+from notifyctl.states import MailingState as MailingState
+from notifyctl.states import MessageStatus as MessageStatus
+from notifyctl.tables import UTCDateTime as UTCDateTime
 from notifyctl.timeutil import utcnow
-
-
-class UTCDateTime(TypeDecorator):
-    """Aware UTC datetimes on every backend.
-
-    PostgreSQL keeps them in ``timestamptz``. SQLite has no zone support, so they are
-    stored as naive UTC text (which sorts chronologically) and made aware on the way out.
-    """
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the database; use aware UTC")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
 
 #: Table options that keep SQLite from handing out a deleted row's id again (its default
 #: is max(id) + 1). A message id is the sending API's idempotency key (DESIGN 3.9);
@@ -53,31 +33,6 @@ def _utc_field(*, nullable: bool = True, index: bool = False, default_now: bool 
     if default_now:
         return Field(default_factory=utcnow, sa_column=column)
     return Field(default=None, sa_column=column)
-
-
-class MessageStatus(StrEnum):
-    pending = "pending"  #: created, waiting for its turn, its client's window, or a retry
-    sending = "sending"  #: claimed by a daemon, request in flight (lease with expiry)
-    sent = "sent"  #: the external API accepted it (code == 0)
-    failed = "failed"  #: permanent failure (rejected by the API, or attempts exhausted)
-    expired = "expired"  #: end_at passed before it could be sent
-    cancelled = "cancelled"  #: the mailing was cancelled or the client deleted first
-
-
-#: Statuses after which nothing more happens to a message.
-FINAL_STATUSES = frozenset(
-    {MessageStatus.sent, MessageStatus.failed, MessageStatus.expired, MessageStatus.cancelled}
-)
-#: Statuses of a message that may still be sent.
-UNSENT_STATUSES = frozenset({MessageStatus.pending, MessageStatus.sending})
-
-
-class MailingState(StrEnum):
-    scheduled = "scheduled"  #: start_at is still ahead
-    running = "running"  #: between start_at and end_at, sending
-    paused = "paused"  #: between start_at and end_at, nothing is sent until resumed
-    finished = "finished"  #: end_at passed, or every message reached a final status
-    cancelled = "cancelled"  #: stopped for good by a user
 
 
 # --- clients -------------------------------------------------------------------------

@@ -10,6 +10,7 @@ by a send window's days without leaving that range.
 import re
 from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
+from pathlib import Path
 from zoneinfo import ZoneInfo, available_timezones
 
 from notifyctl.errors import InvalidInput, quoted
@@ -36,13 +37,30 @@ def zone_names() -> list[str]:
     return sorted(_zones_by_folded_name().values())
 
 
+@lru_cache(maxsize=1)
+def _packaged_zones() -> frozenset[str]:
+    """The names the tzdata package lists in one file: part of ``available_timezones()``,
+    which reads this file too, then opens every file of the system's zone directories
+    (tens of milliseconds, on every command: NOTIFY_DEFAULT_TIMEZONE is checked)."""
+    try:
+        import tzdata
+
+        listing = Path(tzdata.__file__).with_name("zones").read_text(encoding="utf-8")
+    except (ImportError, OSError, TypeError, ValueError):  # (no tzdata, or not as files)
+        return frozenset()
+    return frozenset(listing.split())
+
+
 def zone_name(raw: str) -> str | None:
     """The IANA zone ``raw`` names (case corrected), or None for anything else.
 
     Only the zone database's place names: no "localtime", no file paths. Client input
     (``services.validation.timezone``) and settings (``config``) both go through here.
     """
-    return _zones_by_folded_name().get(raw.strip().casefold())
+    name = raw.strip()
+    if name in _packaged_zones() and name.casefold() not in NOT_ZONES:
+        return name  # spelled as the database spells it: the answer of the scan below
+    return _zones_by_folded_name().get(name.casefold())
 
 
 def utcnow() -> datetime:

@@ -1,5 +1,7 @@
 """Statistics: counts by status for all mailings and for one, with its messages."""
 
+import json
+
 import pytest
 import sqlalchemy as sa
 
@@ -74,3 +76,34 @@ def test_unknown_mailing_or_message_is_not_found(session):
         stats.list_messages(session=session, mailing_id=42)
     with pytest.raises(NotFound):
         stats.get_message(session=session, message_id=42)
+
+
+def _stored_as(type_: sa.types.TypeEngine) -> type:
+    """The SQL type under a decorator (SQLModel's AutoString is a String)."""
+    return type(type_.impl_instance if isinstance(type_, sa.types.TypeDecorator) else type_)
+
+
+def test_the_core_views_of_the_tables_match_the_models():
+    from notifyctl.models import Mailing
+    from notifyctl.tables import UTCDateTime, mailing, message
+
+    for view, model in ((mailing, Mailing), (message, Message)):
+        for column in view.c:
+            stored = model.__table__.c[column.name]
+            assert _stored_as(column.type) is _stored_as(stored.type), column.name
+            assert isinstance(column.type, UTCDateTime) == isinstance(stored.type, UTCDateTime)
+
+
+def test_the_counts_as_json_are_the_rest_apis(session):
+    from notifyctl.services.counts import stats_json
+    from notifyctl.services.views import stats_public
+
+    add_clients(session, 2)
+    audience.materialise(session=session, mailing=add_mailing(session))
+    add_mailing(session, tags=["nobody"])
+    session.commit()
+
+    rows = stats.overall_stats(session=session)
+    assert [json.dumps(stats_json(r)) for r in rows] == [
+        json.dumps(stats_public(r).model_dump(mode="json")) for r in rows
+    ]

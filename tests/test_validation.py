@@ -177,3 +177,14 @@ def test_an_import_of_huge_bad_rows_reports_them_in_a_small_report(session):
     report = import_clients(session=session, source=io.StringIO(rows), default_timezone="UTC")
     assert report.rejected == 50
     assert sum(len(error.message) for error in report.errors) < 50 * 300
+
+
+def test_a_timezone_found_in_the_tzdata_listing_is_what_a_scan_of_every_zone_finds():
+    from zoneinfo import available_timezones
+
+    from notifyctl.timeutil import _zones_by_folded_name, zone_name
+
+    names = sorted(available_timezones())
+    odd = ["Factory", "localtime", "posixrules", "posix/UTC", "right/UTC", "Europe", "../UTC", ""]
+    for raw in [*names, *(n.lower() for n in names), *(f" {n.upper()} " for n in names), *odd]:
+        assert zone_name(raw) == _zones_by_folded_name().get(raw.strip().casefold()), raw

@@ -30,16 +30,16 @@ def stats(
     Examples: notifyctl stats    notifyctl stats 3 --status failed --json
     """
     from notifyctl import render
-    from notifyctl.services import stats as service
 
     cli = state(ctx)
     if mailing_id is None:
-        with cli.session() as session:
-            rows = service.overall_stats(session=session)
-        if as_json:
-            from notifyctl.services.views import stats_public
+        # Every mailing's counts come through SQLAlchemy Core: no ORM to load.
+        from notifyctl.services.counts import overall_stats, stats_json
 
-            render.print_json([stats_public(row).model_dump(mode="json") for row in rows])
+        with cli.connection() as connection:
+            rows = overall_stats(session=connection)
+        if as_json:
+            render.print_json([stats_json(row) for row in rows])
             return
         render.table(
             "Mailings by message status",
@@ -51,6 +51,7 @@ def stats(
         )
         return
 
+    from notifyctl.services import stats as service
     from notifyctl.services.validation import message_status
 
     wanted = message_status(status) if status else None

@@ -20,21 +20,8 @@ from notifyctl.models import (
     SendWindow,
 )
 from notifyctl.services import audience, validation
+from notifyctl.services.state import mailing_state as mailing_state
 from notifyctl.timeutil import as_utc, utcnow
-
-
-def mailing_state(mailing: Mailing, *, now: datetime | None = None) -> MailingState:
-    """Derive the state from the stored times (see ``MailingState``)."""
-    now = now or utcnow()
-    if mailing.cancelled_at is not None:
-        return MailingState.cancelled
-    if mailing.completed_at is not None or now >= mailing.end_at:
-        return MailingState.finished
-    if mailing.paused_at is not None:
-        return MailingState.paused
-    if now >= mailing.start_at:
-        return MailingState.running
-    return MailingState.scheduled
 
 
 def to_public(mailing: Mailing, *, now: datetime | None = None) -> MailingPublic:

@@ -1,4 +1,7 @@
-"""Statistics: message counts by status for every mailing, and one mailing in detail."""
+"""Statistics: one mailing in detail, its messages and their attempts, its timeline.
+
+Every mailing's counts are in ``services.counts`` (read without the ORM), re-exported here.
+"""
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -7,55 +10,18 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from notifyctl.errors import NotFound
-from notifyctl.models import Attempt, Mailing, MailingState, Message, MessageStatus, Page
+from notifyctl.models import Attempt, Message, MessageStatus, Page
 from notifyctl.services import validation
+from notifyctl.services.counts import MailingStats as MailingStats
+from notifyctl.services.counts import overall_stats as overall_stats
+from notifyctl.services.counts import zero_counts
 from notifyctl.services.mailings import get_mailing, mailing_state
-from notifyctl.timeutil import utcnow
-
-
-@dataclass(frozen=True, slots=True)
-class MailingStats:
-    mailing_id: int
-    state: MailingState
-    total: int
-    by_status: dict[str, int]
-
-
-def _zero_counts() -> dict[str, int]:
-    return {status.value: 0 for status in MessageStatus}
-
-
-def overall_stats(*, session: Session, mailing_ids: list[int] | None = None) -> list[MailingStats]:
-    """Every mailing (newest first), or those of ``mailing_ids``, with message counts by status.
-
-    One grouped scan of ``ix_message_mailing_status`` (an index-only scan) for all of them.
-    """
-    counts: dict[int, dict[str, int]] = {}
-    grouped = sa.select(Message.mailing_id, Message.status, sa.func.count()).group_by(
-        Message.mailing_id, Message.status
-    )
-    mailings = sa.select(Mailing).order_by(Mailing.id.desc())
-    if mailing_ids is not None:
-        grouped = grouped.where(Message.mailing_id.in_(mailing_ids))
-        mailings = mailings.where(Mailing.id.in_(mailing_ids))
-    for mailing_id, status, n in session.execute(grouped):
-        counts.setdefault(mailing_id, _zero_counts())[status] = n
-    now = utcnow()
-    result = []
-    for mailing in session.execute(mailings).scalars():
-        by_status = counts.get(mailing.id, _zero_counts())
-        result.append(
-            MailingStats(
-                mailing.id, mailing_state(mailing, now=now), sum(by_status.values()), by_status
-            )
-        )
-    return result
 
 
 def mailing_stats(*, session: Session, mailing_id: int) -> MailingStats:
     """One mailing's message counts by status."""
     mailing = get_mailing(session=session, mailing_id=mailing_id)
-    by_status = _zero_counts()
+    by_status = zero_counts()
     grouped = session.execute(
         sa.select(Message.status, sa.func.count())
         .where(Message.mailing_id == mailing_id)

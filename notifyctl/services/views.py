@@ -16,8 +16,8 @@ from notifyctl.models import (
     Page,
     PagePublic,
 )
+from notifyctl.services.counts import MailingStats
 from notifyctl.services.mailings import to_public as mailing_public
-from notifyctl.services.stats import MailingStats
 
 T = TypeVar("T")
 U = TypeVar("U")

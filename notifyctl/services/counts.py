@@ -1,0 +1,69 @@
+"""Message counts by status for every mailing: what ``notifyctl stats`` and ``GET /stats`` show.
+
+Read through SQLAlchemy Core (``notifyctl.tables``), not the ORM, so that the command
+that runs it starts without loading SQLAlchemy's ORM and the SQLModel classes; it takes
+an ORM session (the REST API) or a plain connection (the CLI) alike.
+"""
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from notifyctl.services.state import mailing_state
+from notifyctl.states import MailingState, MessageStatus
+from notifyctl.tables import mailing, message
+from notifyctl.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+
+@dataclass(frozen=True, slots=True)
+class MailingStats:
+    mailing_id: int
+    state: MailingState
+    total: int
+    by_status: dict[str, int]
+
+
+def zero_counts() -> dict[str, int]:
+    return {status.value: 0 for status in MessageStatus}
+
+
+def overall_stats(
+    *, session: "Session | sa.Connection", mailing_ids: list[int] | None = None
+) -> list[MailingStats]:
+    """Every mailing (newest first), or those of ``mailing_ids``, with message counts by status.
+
+    One grouped scan of ``ix_message_mailing_status`` (an index-only scan) for all of them.
+    """
+    counts: dict[int, dict[str, int]] = {}
+    grouped = sa.select(message.c.mailing_id, message.c.status, sa.func.count()).group_by(
+        message.c.mailing_id, message.c.status
+    )
+    mailings = sa.select(mailing).order_by(mailing.c.id.desc())
+    if mailing_ids is not None:
+        grouped = grouped.where(message.c.mailing_id.in_(mailing_ids))
+        mailings = mailings.where(mailing.c.id.in_(mailing_ids))
+    for mailing_id, status, n in session.execute(grouped):
+        counts.setdefault(mailing_id, zero_counts())[status] = n
+    now = utcnow()
+    result = []
+    for row in session.execute(mailings):
+        by_status = counts.get(row.id, zero_counts())
+        result.append(
+            MailingStats(row.id, mailing_state(row, now=now), sum(by_status.values()), by_status)
+        )
+    return result
+
+
+def stats_json(stats: MailingStats) -> dict[str, Any]:
+    """``stats`` as JSON, exactly as ``GET /stats`` shows it (``MailingStatsPublic``, which
+    ``tests/test_services_stats.py`` compares it with), built without pydantic's models."""
+    return {
+        "mailing_id": stats.mailing_id,
+        "state": stats.state.value,
+        "total": stats.total,
+        "by_status": dict(stats.by_status),
+    }
