@@ -7,7 +7,6 @@ python -m bench --only throughput    # one part: startup, import, stats, through
 """
 
 import argparse
-import asyncio
 import json
 import os
 import platform
@@ -26,7 +25,6 @@ from bench.chaos import bench_chaos
 from bench.common import POSTGRES, SIZES, Row, env_for, run_mailing
 from bench.daemons import bench_daemons
 from bench.limits import bench_limits
-from bench.loadgen import load
 from bench.runner import mock_process, notifyctl, timed, wait_http
 from bench.scale import bench_scale
 from notifyctl.db import make_engine
@@ -125,8 +123,17 @@ def bare_client(mock, requests: int) -> tuple[float, float]:
     """The mock's ceiling and what it costs: requests/s and CPU seconds per request of a
     bare aiohttp client (bench/loadgen.py, 200 in flight), as a process of its own."""
     run = timed(
-        [sys.executable, "-m", "bench.loadgen", "--url", mock.send_url]
-        + ["--requests", str(requests), "--concurrency", "200"]
+        [
+            sys.executable,
+            "-m",
+            "bench.loadgen",
+            "--url",
+            mock.send_url,
+            "--requests",
+            str(requests),
+            "--concurrency",
+            "200",
+        ]
     )
     assert run.returncode == 0, run.stderr
     mock.forget()
