@@ -1,13 +1,12 @@
 """A lean HTTP/1.1 keep-alive client under httpx's transport API, parsed by httptools.
 
-Why: aiohttp's high-level client costs ~120 µs of CPU per request, most of what the daemon
-spends on one message. Here a request is one ``transport.write()`` and its answer is parsed
-by httptools' C parser in an ``asyncio.Protocol``: a fraction of that (bench/transports.py).
+Why: aiohttp's high-level client costs ~120 µs of CPU per request. Here a request is one
+``transport.write()`` and its answer is parsed by httptools' C parser in an
+``asyncio.Protocol``: about a third of that, kernel included (bench/transports.py).
 
-It does what sending to one API needs, nothing more. Not supported, on purpose: proxies,
-redirects, cookies, compression (no Accept-Encoding is sent; bodies come back as sent),
-HTTP/2, ``Expect: 100-continue``, upgrades, HEAD (its answer's length would be misread).
-A streaming request body is read whole before it is sent.
+We send to one API, so it does that and nothing more: no proxies, redirects, cookies,
+compression (bodies come back as sent), HTTP/2, ``Expect: 100-continue``, upgrades or HEAD
+(its answer's length would be misread). A streaming request body is read whole first.
 
 An answer is read whole, up to ``body_cap`` bytes: beyond that the body is cut and the
 connection closed, so a huge answer costs no more memory than the cap (and one read).
@@ -23,6 +22,7 @@ A caller that gives up (cancellation, ``asyncio.timeout``) closes the connection
 """
 
 import asyncio
+import functools
 import ssl
 from collections import deque
 
@@ -30,6 +30,7 @@ import httptools
 import httpx
 
 DEFAULT_PORTS = {b"http": 80, b"https": 443}
+FRAMING = (b"content-length", b"transfer-encoding")  # headers that say where a body ends
 
 Origin = tuple[bytes, bytes, int]  # scheme, host, port
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, raw headers, body
@@ -91,14 +92,11 @@ class Http1Transport(httpx.AsyncBaseTransport):
                 self._ssl_context = ssl.create_default_context()
             tls = self._ssl_context
         hostname = host.decode("ascii")
+        factory = functools.partial(_Connection, loop, self._body_cap)
         try:
             async with asyncio.timeout(timeout):
                 _, conn = await loop.create_connection(
-                    lambda: _Connection(loop, self._body_cap),
-                    hostname,
-                    port,
-                    ssl=tls,
-                    server_hostname=hostname if tls else None,
+                    factory, hostname, port, ssl=tls, server_hostname=hostname if tls else None
                 )
         except TimeoutError:  # before OSError: TimeoutError is one
             raise httpx.ConnectTimeout(f"no connection to {hostname}:{port} in time") from None
@@ -119,9 +117,8 @@ class _Pool:
         self.closed = False
 
     async def acquire(self, timeout: float | None) -> "_Connection | None":
-        """An idle connection, or None: a slot to open a new one in. The caller releases
-        what it got. An idle connection may have been closed by the server meanwhile:
-        the caller checks, and then opens a new one in its slot."""
+        """An idle connection (the server may have closed it since), or None: a slot to
+        open one in. Either is the caller's to release."""
         if self.idle:
             return self.idle.pop()
         if self.open < self.limit:
@@ -186,7 +183,7 @@ class _Connection(asyncio.Protocol):
         self._reset()
 
     def _reset(self) -> None:
-        self._status = 0
+        self._status = 0  # of the answer being read
         self._headers: list[tuple[bytes, bytes]] = []
         self._chunks: list[bytes] = []
         self._size = 0
@@ -229,8 +226,8 @@ class _Connection(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(httpx.RemoteProtocolError(f"unparsable answer: {exc}"))
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self._fail(httpx.RemoteProtocolError(f"unparsable answer: {exc!r}"))
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -238,8 +235,8 @@ class _Connection(asyncio.Protocol):
             return
         if exc is not None:
             self._fail(httpx.ReadError(f"{type(exc).__name__}: {exc}"))
-        elif self._headers_done and not _framed(self._headers):
-            self._complete(keep_alive=False)  # its body ends with the connection
+        elif self._headers_done and not any(n.lower() in FRAMING for n, _ in self._headers):
+            self._complete(keep_alive=False)  # no length given: the body ends with the connection
         else:
             self._fail(httpx.RemoteProtocolError("the server closed before answering in full"))
 
@@ -300,18 +297,12 @@ async def _encode(request: httpx.Request) -> bytes:
         body = request.content
     except httpx.RequestNotRead:  # a streaming body: read it, then send it with its length
         body = await request.aread()
-        framing = (b"content-length", b"transfer-encoding")
-        headers = [(k, v) for k, v in headers if k.lower() not in framing]
+        headers = [(k, v) for k, v in headers if k.lower() not in FRAMING]
         headers.append((b"Content-Length", b"%d" % len(body)))
     parts = [b"%s %s HTTP/1.1\r\n" % (request.method.encode(), request.url.raw_path)]
     parts += [b"%s: %s\r\n" % header for header in headers]
     parts += (b"\r\n", body)
     return b"".join(parts)
-
-
-def _framed(headers: list[tuple[bytes, bytes]]) -> bool:
-    """Whether an answer says where its body ends (else it ends with the connection)."""
-    return any(name.lower() in (b"content-length", b"transfer-encoding") for name, _ in headers)
 
 
 async def _within(loop, future: asyncio.Future, seconds: float | None, error: type) -> object:
