@@ -26,6 +26,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from daemon import rules
 from daemon.clock import SystemClock
+from daemon.http1 import Http1Transport
 from daemon.retry import RetryPolicy
 from daemon.rules import Failure
 from notifyctl.config import Settings, Transport
@@ -127,6 +128,8 @@ def _make_transport(settings: Settings) -> httpx.AsyncBaseTransport:
             return aiohttp.ClientSession(connector=connector, read_bufsize=READ_BUFFER)
 
         return AiohttpTransport(limits=limits, client=session)
+    if settings.sender_transport is Transport.httptools:
+        return Http1Transport(max_connections=settings.concurrency, body_cap=BODY_CAP)
     return httpx.AsyncHTTPTransport(limits=limits)
 
 
