@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     #: the daemon's heartbeat file (read by `daemon --check`); unset = in the temp directory
     heartbeat_file: Path | None = None
     #: HTTP client transport under the httpx API
-    sender_transport: Transport = Transport.aiohttp
+    sender_transport: Transport = Transport.httptools
     #: port of the daemon's Prometheus /metrics (sender process k of --workers N: port + k); 0 = off
     #: (beside the API's 8000 and the mock's 8001, and on no port of Prometheus's list of
     #: exporter ports, where 9100 is node_exporter's: see the README, Observability)
