@@ -100,8 +100,10 @@ class DaemonMetrics:
             ["task"],
             registry=registry,
         )
-        for status in FINAL_STATUSES:
-            self.messages.labels(status.value)
+        #: each final status's series, looked up once (``labels`` costs a lock and a dict)
+        self._finished = {
+            status.value: self.messages.labels(status.value) for status in FINAL_STATUSES
+        }
         self.breaker_state(BreakerState.closed)
 
     def breaker_state(self, current: BreakerState | str) -> None:
@@ -118,8 +120,9 @@ class DaemonMetrics:
                 self.errors.labels(error_kind(attempt)).inc()
             if earlier + index > 0:
                 self.retries.inc()
-        if status in FINAL_STATUSES:
-            self.messages.labels(status).inc()
+        finished = self._finished.get(status)
+        if finished is not None:
+            finished.inc()
 
     def serve(self, host: str, port: int) -> bool:
         """Expose the metrics over HTTP; a taken port is logged, not fatal."""
