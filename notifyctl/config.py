@@ -73,7 +73,7 @@ def default_log_file() -> Path:
 
 
 class Transport(StrEnum):
-    aiohttp = "aiohttp"  #: httpx API over aiohttp's connection pool (fastest measured here)
+    aiohttp = "aiohttp"  #: httpx API over aiohttp's connection pool
     httpx = "httpx"  #: httpx's own pool (slows as concurrency grows, encode/httpx#3215)
     httptools = "httptools"  #: our lean HTTP/1.1 client on httptools (daemon/http1.py)
 
