@@ -260,7 +260,8 @@ class _Connection(asyncio.Protocol):
             raise _OutOfStep
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        if not self._headers_done:  # (a chunked body's trailers are dropped, as by httpx)
+            self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._status = self._parser.get_status_code()

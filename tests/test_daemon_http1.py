@@ -650,3 +650,23 @@ def test_an_answer_before_the_whole_request_was_taken_is_returned() -> None:
     assert (status, body) == (413, b"big")
     assert took < 2
     assert accepted == 2  # the half-written connection was not reused
+
+
+def test_trailers_of_a_chunked_answer_are_not_headers() -> None:
+    """httpx's own transport drops trailers: a Retry-After (or a second Content-Length)
+    after a chunked body must not read as one of the answer's headers."""
+    answer = (
+        b"HTTP/1.1 429 Too Many\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nno\r\n0\r\nRetry-After: 86400\r\n\r\n"
+    )
+
+    async def scenario():
+        async with RawServer(answering(answer)) as server:
+            transport = Http1Transport(max_connections=1)
+            response = await transport.handle_async_request(post(server.url()))
+            await transport.aclose()
+            return response, await response.aread()
+
+    response, body = run(scenario)
+    assert (response.status_code, body) == (429, b"no")
+    assert "retry-after" not in response.headers
