@@ -31,6 +31,7 @@ import httpx
 
 DEFAULT_PORTS = {b"http": 80, b"https": 443}
 FRAMING = (b"content-length", b"transfer-encoding")  # headers that say where a body ends
+HEAD_CAP = 64 * 1024  # bytes of status lines and headers read at most for one answer
 
 Origin = tuple[bytes, bytes, int]  # scheme, host, port
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, raw headers, body
@@ -181,6 +182,7 @@ class _Connection(asyncio.Protocol):
         self._answer: asyncio.Future[Answer] | None = None  # None while idle
         self._drained: asyncio.Future[None] | None = None  # set while the kernel lags
         self._reset()
+        self._head_size = 0  # bytes received before the answer's headers ended
 
     def _reset(self) -> None:
         self._status = 0  # of the answer being read
@@ -192,6 +194,7 @@ class _Connection(asyncio.Protocol):
     async def exchange(self, data: bytes, timeouts: dict) -> Answer:
         """Send the request, return the whole answer."""
         self._reset()
+        self._head_size = 0
         self.reusable = False
         self._answer = answer = self._loop.create_future()
         try:
@@ -229,6 +232,14 @@ class _Connection(asyncio.Protocol):
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             self._fail(httpx.RemoteProtocolError(f"unparsable answer: {exc!r}"))
             self.close()
+            return
+        if not self._headers_done:
+            # httptools gathers a header whole before handing it over, and sets no limit:
+            # a server sending headers without end would fill the memory until the timeout.
+            self._head_size += len(data)
+            if self._head_size > HEAD_CAP:
+                self._fail(httpx.RemoteProtocolError(f"headers over {HEAD_CAP} bytes"))
+                self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._answer is None or self._answer.done():
@@ -241,8 +252,16 @@ class _Connection(asyncio.Protocol):
             self._fail(httpx.RemoteProtocolError("the server closed before answering in full"))
 
     # --- httptools callbacks ------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self._answer is None or self._answer.done():
+            # More bytes after the whole answer, in the same read: a second answer nobody
+            # asked for. Parsed on, it would add its headers to the answer handed over and
+            # leave the parser inside it for the next request (out of step): stop, close.
+            raise _OutOfStep
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        if not self._headers_done:  # (a chunked body's trailers are dropped, as by httpx)
+            self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._status = self._parser.get_status_code()
@@ -266,6 +285,12 @@ class _Connection(asyncio.Protocol):
 
     def _complete(self, keep_alive: bool) -> None:
         answer = self._answer
+        drained = self._drained
+        if drained is not None and not drained.done():
+            # Answered before taking the whole request (a 413, say): the answer stands,
+            # the rest of the request is never sent, and the connection is not reused.
+            keep_alive = False
+            drained.set_result(None)
         if answer is not None and not answer.done():
             self.reusable = keep_alive
             answer.set_result((self._status, self._headers, b"".join(self._chunks)))
@@ -276,6 +301,11 @@ class _Connection(asyncio.Protocol):
         for future in (self._answer, self._drained):
             if future is not None and not future.done():
                 future.set_exception(error)
+
+
+class _OutOfStep(Exception):
+    """An answer began that no request is waiting for (httptools reports it as a
+    ``HttpParserCallbackError``)."""
 
 
 class _Body(httpx.AsyncByteStream):

@@ -594,3 +594,45 @@ def test_one_outcome_the_database_refuses_holds_up_no_other(db_url, session, mon
     assert dropped == []
     assert statuses(db_url, mailing.id) == {"sent": 8}  # the bad one too, without details
     assert scalar(db_url, "SELECT count(*) FROM attempt") == 7
+
+
+def test_recorded_times_are_stored_as_sqlalchemy_stores_them(db_url, session):
+    """record() sends times to the driver itself: on SQLite they must be SQLAlchemy's
+    text ('… 12:00:00.000000'), not the sqlite3 adapter's ('… 12:00:00' on a whole
+    second), or text comparisons against bound times go wrong on the very second."""
+    add_clients(session, 3)
+    mailing = add_mailing(session)
+    delivery.activate(session=session, mailing=mailing, now=utcnow())
+    first, second, third = claim_all(session, mailing)
+    whole = utcnow().replace(microsecond=0)
+    attempt = delivery.AttemptRecord(started_at=whole, duration_ms=1.0, http_status=200)
+    delivery.record(
+        session=session,
+        owner="me",
+        outcomes=[
+            delivery.Outcome(first.id, MessageStatus.sent, attempts=[attempt], sent_at=whole),
+            delivery.Outcome(second.id, MessageStatus.pending, next_attempt_at=whole),
+        ],
+    )
+    # The same values through SQLAlchemy's own statement, as before the change.
+    session.execute(
+        sa.update(Message)
+        .where(Message.id == third.id)
+        .values(sent_at=whole, next_attempt_at=whole)
+    )
+    session.commit()
+
+    def raw(sql: str):
+        with make_engine(db_url).connect() as connection:
+            return connection.exec_driver_sql(sql).all()
+
+    [(orm_sent, orm_next)] = raw(
+        f"SELECT sent_at, next_attempt_at FROM message WHERE id = {third.id}"
+    )
+    assert raw(f"SELECT sent_at FROM message WHERE id = {first.id}") == [(orm_sent,)]
+    assert raw(f"SELECT next_attempt_at FROM message WHERE id = {second.id}") == [(orm_next,)]
+    assert raw(f"SELECT started_at FROM attempt WHERE message_id = {first.id}") == [(orm_sent,)]
+    found = session.scalars(
+        sa.select(Message.id).where(Message.sent_at >= whole, Message.id == first.id)
+    ).all()
+    assert found == [first.id]

@@ -566,3 +566,107 @@ def test_a_streaming_body_is_sent_with_its_length() -> None:
     assert b"Content-Length: 9\r\n" in sent
     assert b"transfer-encoding" not in sent.lower()
     assert sent.endswith(b'\r\n\r\n{"id": 1}')
+
+
+@pytest.mark.parametrize(
+    "stray",
+    [
+        b"HTTP/1.1 429 Too Many\r\nRetry-After: 999\r\nContent-Length: 2\r\n\r\nZZ",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n",  # a head whose body never came
+    ],
+    ids=["whole-second-answer", "head-of-a-second-answer"],
+)
+def test_bytes_after_the_answer_in_the_same_read_close_the_connection(stray: bytes) -> None:
+    """A second answer nobody asked for, in the same packet as the first: its headers must
+    not join the first answer's (a Retry-After, say), and the parser must not stay inside
+    it for the next request (which would get the wrong bytes as its answer)."""
+
+    async def scenario():
+        async with RawServer(answering(OK + stray, OK)) as server:
+            transport = Http1Transport(max_connections=1)
+            first = await transport.handle_async_request(post(server.url()))
+            second = await transport.handle_async_request(post(server.url(), timeout=2))
+            await transport.aclose()
+            return first, await first.aread(), second.status_code, server.accepted
+
+    first, body, second, accepted = run(scenario)
+    assert first.status_code == 200
+    assert "retry-after" not in first.headers
+    assert first.headers.get_list("content-length") == ["25"]
+    assert body == b'{"code":0,"message":"OK"}'
+    assert second == 200
+    assert accepted == 2  # the out-of-step connection was not reused
+
+
+def test_endless_headers_are_a_protocol_error_and_cost_little_memory() -> None:
+    """httptools sets no limit on a head: 100 MB of headers would be held whole."""
+
+    async def endless_headers(reader, writer) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        line = b"X-A: " + b"a" * 8000 + b"\r\n"
+        for _ in range(12_000):
+            writer.write(line)
+            await writer.drain()
+
+    async def scenario():
+        async with RawServer(endless_headers) as server:
+            transport = Http1Transport(max_connections=1)
+            tracemalloc.start()
+            with pytest.raises(httpx.RemoteProtocolError, match="headers over"):
+                await transport.handle_async_request(post(server.url(), timeout=30))
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            await transport.aclose()
+            return peak
+
+    assert run(scenario) < 2 * 1024 * 1024
+
+
+def test_an_answer_before_the_whole_request_was_taken_is_returned() -> None:
+    """A server answering (413) before reading a big body, then closing: the answer, at
+    once, not a write timeout (the rest of the body never drains)."""
+
+    async def early(reader, writer) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 413 Too Large\r\nContent-Length: 3\r\n\r\nbig")
+        await writer.drain()
+        await asyncio.sleep(30)  # reads nothing more, keeps the connection open
+
+    async def scenario():
+        async with RawServer(early) as server:
+            transport = Http1Transport(max_connections=1)
+            began = time.monotonic()
+            response = await transport.handle_async_request(
+                post(server.url(), content=b"x" * 50_000_000, timeout=3)
+            )
+            took = time.monotonic() - began
+            body = await response.aread()
+            again = await transport.handle_async_request(post(server.url(), timeout=3))
+            await transport.aclose()
+            return response.status_code, body, took, server.accepted, again.status_code
+
+    status, body, took, accepted, _ = run(scenario)
+    assert (status, body) == (413, b"big")
+    assert took < 2
+    assert accepted == 2  # the half-written connection was not reused
+
+
+def test_trailers_of_a_chunked_answer_are_not_headers() -> None:
+    """httpx's own transport drops trailers: a Retry-After (or a second Content-Length)
+    after a chunked body must not read as one of the answer's headers."""
+    answer = (
+        b"HTTP/1.1 429 Too Many\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nno\r\n0\r\nRetry-After: 86400\r\n\r\n"
+    )
+
+    async def scenario():
+        async with RawServer(answering(answer)) as server:
+            transport = Http1Transport(max_connections=1)
+            response = await transport.handle_async_request(post(server.url()))
+            await transport.aclose()
+            return response, await response.aread()
+
+    response, body = run(scenario)
+    assert (response.status_code, body) == (429, b"no")
+    assert "retry-after" not in response.headers

@@ -353,7 +353,9 @@ def _driver(connection: sa.Connection):
     """How to run a written-out statement on this connection's driver, and how a time
     goes to it (exactly as the models' ``UTCDateTime`` would send it)."""
     dialect = connection.dialect
-    # (the dialect's own type: on SQLite it writes the text every comparison expects)
+    # The type as this dialect runs it: the bare TypeDecorator's processor would hand a
+    # naive datetime to sqlite3, whose adapter writes "… 12:00:00" on a whole second where
+    # SQLAlchemy writes "… 12:00:00.000000" (and text comparisons then differ).
     time_type = MESSAGE.c.sent_at.type.dialect_impl(dialect)
     convert = time_type.bind_processor(dialect) or (lambda value: value)
     qmark = dialect.paramstyle == "qmark"
