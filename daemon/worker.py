@@ -177,9 +177,11 @@ class Worker:
         try:
             await self._beat_until_stopped()
         finally:
-            await self._drain(tasks)
-        if self.lines is not None:
-            self.lines.flush()
+            try:
+                await self._drain(tasks)
+            finally:  # (even when stopped hard: a second signal, a failing drain)
+                if self.lines is not None:
+                    self.lines.flush()
         if self.burst:  # leave no ended mailing with unsent messages behind (cron use)
             with contextlib.suppress(Exception):
                 await self.housekeeping.expire()

@@ -225,6 +225,11 @@ class Settings(BaseSettings):
                 "holds user:password@ (which the HTTP client refuses to send with our "
                 "bearer token): give the sending API's credential as NOTIFY_SENDER_TOKEN"
             )
+        if parts.query or parts.fragment or "?" in value or "#" in value:
+            raise ValueError(
+                "holds a ?query or #fragment: each message is posted to this URL's path "
+                "followed by /{message id}, such as https://sms.example.com/v1/send/42"
+            )
         return value
 
     @field_validator("public_url")

@@ -26,6 +26,9 @@ def test_timezone_settings_are_canonicalised():
         "https://hunter2@sms.example/v1/send",
         "ftp://sms.example/v1/send",
         "sms.example/v1/send",
+        "https://sms.example/v1/send?key=hunter2",  # (the id would land in the query)
+        "https://sms.example/v1/send#hunter2",
+        "https://sms.example/v1/send?",
     ],
 )
 def test_a_sender_url_with_credentials_or_not_http_is_refused_without_quoting_it(url):

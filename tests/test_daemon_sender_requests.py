@@ -14,7 +14,6 @@ URLS = [
     "http://127.0.0.1:8001/v1/send",
     "https://probe.fbrq.cloud/v1/send/",
     "http://[::1]:8001/v1/send",
-    "http://h:81/v1/send?x=1",  # (a query: the message's id lands in it, as it always did)
     "http://h/a%20b/send",  # (an escaped path: the shortcut does not apply)
     "https://xn--e1afmkfd.xn--p1ai/send",
 ]
