@@ -19,6 +19,8 @@ Failures are httpx's exceptions, as from httpx's own transport:
     ReadError                      the connection broke (reset) while answering
 
 A caller that gives up (cancellation, ``asyncio.timeout``) closes the connection in use.
+This module keeps the pools; one socket's requests and answers are
+``daemon.http1_connection``'s.
 """
 
 import asyncio
@@ -26,15 +28,13 @@ import functools
 import ssl
 from collections import deque
 
-import httptools
 import httpx
 
+from daemon.http1_connection import FRAMING, Connection, within
+
 DEFAULT_PORTS = {b"http": 80, b"https": 443}
-FRAMING = (b"content-length", b"transfer-encoding")  # headers that say where a body ends
-HEAD_CAP = 64 * 1024  # bytes of status lines and headers read at most for one answer
 
 Origin = tuple[bytes, bytes, int]  # scheme, host, port
-Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, raw headers, body
 
 
 class Http1Transport(httpx.AsyncBaseTransport):
@@ -84,7 +84,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
         for pool in pools.values():
             pool.close()
 
-    async def _connect(self, origin: Origin, timeout: float | None) -> "_Connection":
+    async def _connect(self, origin: Origin, timeout: float | None) -> "Connection":
         scheme, host, port = origin
         loop = asyncio.get_running_loop()
         tls = None
@@ -93,7 +93,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
                 self._ssl_context = ssl.create_default_context()
             tls = self._ssl_context
         hostname = host.decode("ascii")
-        factory = functools.partial(_Connection, loop, self._body_cap)
+        factory = functools.partial(Connection, loop, self._body_cap)
         try:
             async with asyncio.timeout(timeout):
                 _, conn = await loop.create_connection(
@@ -113,11 +113,11 @@ class _Pool:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.open = 0  # slots taken: idle connections, ones in use, ones being opened
-        self.idle: list[_Connection] = []
+        self.idle: list[Connection] = []
         self.waiters: deque[asyncio.Future] = deque()
         self.closed = False
 
-    async def acquire(self, timeout: float | None) -> "_Connection | None":
+    async def acquire(self, timeout: float | None) -> "Connection | None":
         """An idle connection (the server may have closed it since), or None: a slot to
         open one in. Either is the caller's to release."""
         if self.idle:
@@ -129,13 +129,13 @@ class _Pool:
         waiter = loop.create_future()
         self.waiters.append(waiter)
         try:
-            return await _within(loop, waiter, timeout, httpx.PoolTimeout)
+            return await within(loop, waiter, timeout, httpx.PoolTimeout)
         except BaseException:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 self.release(waiter.result())  # handed over just as we gave up: pass it on
             raise
 
-    def release(self, conn: "_Connection | None") -> None:
+    def release(self, conn: "Connection | None") -> None:
         """Take back a connection, or a bare slot (None); the first caller in line gets it.
 
         A connection unfit for another request is closed, and its slot handed on a turn
@@ -150,7 +150,7 @@ class _Pool:
             conn.close()
         asyncio.get_running_loop().call_soon(self._hand_on, None)
 
-    def _hand_on(self, conn: "_Connection | None") -> None:
+    def _hand_on(self, conn: "Connection | None") -> None:
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():  # not timed out or cancelled
@@ -167,145 +167,6 @@ class _Pool:
             conn.close()
         self.open -= len(self.idle)
         self.idle.clear()
-
-
-class _Connection(asyncio.Protocol):
-    """One socket: writes a request in one call, parses its answer, and knows whether the
-    answer leaves it fit for another request (``reusable``)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, body_cap: int) -> None:
-        self._loop = loop
-        self._body_cap = body_cap
-        self._parser = httptools.HttpResponseParser(self)
-        self.transport: asyncio.Transport
-        self.reusable = False
-        self._answer: asyncio.Future[Answer] | None = None  # None while idle
-        self._drained: asyncio.Future[None] | None = None  # set while the kernel lags
-        self._reset()
-        self._head_size = 0  # bytes received before the answer's headers ended
-
-    def _reset(self) -> None:
-        self._status = 0  # of the answer being read
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._chunks: list[bytes] = []
-        self._size = 0
-        self._headers_done = False
-
-    async def exchange(self, data: bytes, timeouts: dict) -> Answer:
-        """Send the request, return the whole answer."""
-        self._reset()
-        self._head_size = 0
-        self.reusable = False
-        self._answer = answer = self._loop.create_future()
-        try:
-            self.transport.write(data)
-            if self._drained is not None:
-                await _within(self._loop, self._drained, timeouts.get("write"), httpx.WriteTimeout)
-            return await _within(self._loop, answer, timeouts.get("read"), httpx.ReadTimeout)
-        finally:
-            self._answer = None
-
-    def close(self) -> None:
-        self.reusable = False
-        self.transport.abort()  # nothing of ours is worth flushing on a dropped connection
-
-    # --- asyncio.Protocol -------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        # Pause at any backlog, so a write the kernel did not take whole has a timeout.
-        self.transport.set_write_buffer_limits(high=0)
-
-    def pause_writing(self) -> None:
-        self._drained = self._loop.create_future()
-
-    def resume_writing(self) -> None:
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
-        self._drained = None
-
-    def data_received(self, data: bytes) -> None:
-        if self._answer is None or self._answer.done():
-            self.close()  # bytes nobody asked for, or past the cap: out of step
-            return
-        try:
-            self._parser.feed_data(data)
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
-            self._fail(httpx.RemoteProtocolError(f"unparsable answer: {exc!r}"))
-            self.close()
-            return
-        if not self._headers_done:
-            # httptools gathers a header whole before handing it over, and sets no limit:
-            # a server sending headers without end would fill the memory until the timeout.
-            self._head_size += len(data)
-            if self._head_size > HEAD_CAP:
-                self._fail(httpx.RemoteProtocolError(f"headers over {HEAD_CAP} bytes"))
-                self.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._answer is None or self._answer.done():
-            return
-        if exc is not None:
-            self._fail(httpx.ReadError(f"{type(exc).__name__}: {exc}"))
-        elif self._headers_done and not any(n.lower() in FRAMING for n, _ in self._headers):
-            self._complete(keep_alive=False)  # no length given: the body ends with the connection
-        else:
-            self._fail(httpx.RemoteProtocolError("the server closed before answering in full"))
-
-    # --- httptools callbacks ------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        if self._answer is None or self._answer.done():
-            # More bytes after the whole answer, in the same read: a second answer nobody
-            # asked for. Parsed on, it would add its headers to the answer handed over and
-            # leave the parser inside it for the next request (out of step): stop, close.
-            raise _OutOfStep
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if not self._headers_done:  # (a chunked body's trailers are dropped, as by httpx)
-            self._headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self._status = self._parser.get_status_code()
-        self._headers_done = True
-
-    def on_body(self, body: bytes) -> None:
-        room = self._body_cap - self._size
-        if len(body) <= room:
-            self._chunks.append(body)
-            self._size += len(body)
-        else:
-            self._chunks.append(body[:room])
-            self._size = self._body_cap
-            self._complete(keep_alive=False)  # closes: the rest is never read
-
-    def on_message_complete(self) -> None:
-        if self._status < 200:  # an interim answer (100 Continue): the real one follows
-            self._reset()
-            return
-        self._complete(self._parser.should_keep_alive())
-
-    def _complete(self, keep_alive: bool) -> None:
-        answer = self._answer
-        drained = self._drained
-        if drained is not None and not drained.done():
-            # Answered before taking the whole request (a 413, say): the answer stands,
-            # the rest of the request is never sent, and the connection is not reused.
-            keep_alive = False
-            drained.set_result(None)
-        if answer is not None and not answer.done():
-            self.reusable = keep_alive
-            answer.set_result((self._status, self._headers, b"".join(self._chunks)))
-        if not keep_alive:
-            self.close()
-
-    def _fail(self, error: Exception) -> None:
-        for future in (self._answer, self._drained):
-            if future is not None and not future.done():
-                future.set_exception(error)
-
-
-class _OutOfStep(Exception):
-    """An answer began that no request is waiting for (httptools reports it as a
-    ``HttpParserCallbackError``)."""
 
 
 class _Body(httpx.AsyncByteStream):
@@ -333,22 +194,3 @@ async def _encode(request: httpx.Request) -> bytes:
     parts += [b"%s: %s\r\n" % header for header in headers]
     parts += (b"\r\n", body)
     return b"".join(parts)
-
-
-async def _within(loop, future: asyncio.Future, seconds: float | None, error: type) -> object:
-    """Await ``future``, failing it with ``error`` after ``seconds`` (None: no limit).
-
-    One timer handle rather than ``asyncio.timeout``: a cheaper object on every request.
-    """
-    if seconds is None:
-        return await future
-    timer = loop.call_later(seconds, _expire, future, error, seconds)
-    try:
-        return await future
-    finally:
-        timer.cancel()
-
-
-def _expire(future: asyncio.Future, error: type, seconds: float) -> None:
-    if not future.done():
-        future.set_exception(error(f"timed out after {seconds:g}s"))
