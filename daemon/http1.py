@@ -8,8 +8,9 @@ We send to one API, so it does that and nothing more: no proxies, redirects, coo
 compression (bodies come back as sent), HTTP/2, ``Expect: 100-continue``, upgrades or HEAD
 (its answer's length would be misread). A streaming request body is read whole first.
 
-An answer is read whole, up to ``body_cap`` bytes: beyond that the body is cut and the
-connection closed, so a huge answer costs no more memory than the cap (and one read).
+An answer is read whole, up to ``body_cap`` bytes (``error_body_cap`` for one other than
+2xx): beyond that the body is cut and the connection closed, so a huge answer costs no
+more memory than the cap (and one read of ``READ_SIZE``).
 Failures are httpx's exceptions, as from httpx's own transport:
 
     ConnectError, ConnectTimeout   connecting (or the TLS handshake) failed / took too long
@@ -45,10 +46,13 @@ class Http1Transport(httpx.AsyncBaseTransport):
         *,
         max_connections: int,
         body_cap: int = 64 * 1024,
+        error_body_cap: int | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._limit = max_connections
         self._body_cap = body_cap
+        #: of an answer other than 2xx (only an excerpt of it is kept): the body cap if None
+        self._error_body_cap = error_body_cap
         self._ssl_context = ssl_context
         self._pools: dict[Origin, _Pool] = {}
 
@@ -93,7 +97,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
                 self._ssl_context = ssl.create_default_context()
             tls = self._ssl_context
         hostname = host.decode("ascii")
-        factory = functools.partial(Connection, loop, self._body_cap)
+        factory = functools.partial(Connection, loop, self._body_cap, self._error_body_cap)
         try:
             async with asyncio.timeout(timeout):
                 _, conn = await loop.create_connection(

@@ -14,17 +14,27 @@ import httpx
 
 FRAMING = (b"content-length", b"transfer-encoding")  # headers that say where a body ends
 HEAD_CAP = 64 * 1024  # bytes of status lines and headers read at most for one answer
+READ_SIZE = 16 * 1024  # bytes read from the socket at a time
 
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, raw headers, body
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.BufferedProtocol):
     """One socket: writes a request in one call, parses its answer, and knows whether the
-    answer leaves it fit for another request (``reusable``)."""
+    answer leaves it fit for another request (``reusable``).
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, body_cap: int) -> None:
+    The loop reads into a buffer of ours (``READ_SIZE``): with hundreds of connections
+    answering huge bodies at once, what each read holds is what the daemon's memory holds
+    (the loop's own reads are up to 256 KiB each).
+    """
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, body_cap: int, error_body_cap: int | None = None
+    ) -> None:
+        self._buffer = memoryview(bytearray(READ_SIZE))
         self._loop = loop
         self._body_cap = body_cap
+        self._error_body_cap = body_cap if error_body_cap is None else error_body_cap
         self._parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport
         self.reusable = False
@@ -38,6 +48,7 @@ class Connection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._chunks: list[bytes] = []
         self._size = 0
+        self._cap = self._body_cap  # of the answer being read: by its status
         self._headers_done = False
 
     async def exchange(self, data: bytes, timeouts: dict) -> Answer:
@@ -71,6 +82,12 @@ class Connection(asyncio.Protocol):
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
         self._drained = None
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(self._buffer[:nbytes]))
 
     def data_received(self, data: bytes) -> None:
         if self._answer is None or self._answer.done():
@@ -115,15 +132,17 @@ class Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._status = self._parser.get_status_code()
         self._headers_done = True
+        if not 200 <= self._status < 300:
+            self._cap = self._error_body_cap
 
     def on_body(self, body: bytes) -> None:
-        room = self._body_cap - self._size
+        room = self._cap - self._size
         if len(body) <= room:
             self._chunks.append(body)
             self._size += len(body)
         else:
             self._chunks.append(body[:room])
-            self._size = self._body_cap
+            self._size = self._cap
             self._complete(keep_alive=False)  # closes: the rest is never read
 
     def on_message_complete(self) -> None:

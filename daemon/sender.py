@@ -131,7 +131,9 @@ def _make_transport(settings: Settings) -> httpx.AsyncBaseTransport:
 
         return AiohttpTransport(limits=limits, client=session)
     if settings.sender_transport is Transport.httptools:
-        return Http1Transport(max_connections=settings.concurrency, body_cap=BODY_CAP)
+        return Http1Transport(
+            max_connections=settings.concurrency, body_cap=BODY_CAP, error_body_cap=ERROR_BODY_CAP
+        )
     return httpx.AsyncHTTPTransport(limits=limits)
 
 

@@ -274,6 +274,30 @@ def test_a_huge_body_is_cut_at_the_cap_and_its_connection_closed() -> None:
     assert accepted == 2  # the first connection was not reused
 
 
+@pytest.mark.parametrize(("status", "kept"), [(b"503 Busy", 4096), (b"200 OK", 32 * 1024)])
+def test_an_answer_other_than_2xx_is_cut_at_the_error_cap(status, kept) -> None:
+    size = 1024 * 1024
+
+    async def big(reader, writer) -> None:
+        while await read_request(reader):
+            writer.write(b"HTTP/1.1 %s\r\nContent-Length: %d\r\n\r\n" % (status, size))
+            writer.write(b"y" * size)
+            await writer.drain()
+
+    async def scenario():
+        async with RawServer(big) as server:
+            transport = Http1Transport(max_connections=1, body_cap=32 * 1024, error_body_cap=4096)
+            response = await transport.handle_async_request(post(server.url()))
+            body = await response.aread()
+            await transport.handle_async_request(post(server.url()))
+            await transport.aclose()
+            return body, server.accepted
+
+    body, accepted = run(scenario)
+    assert body == b"y" * kept
+    assert accepted == 2  # cut short: the connection was closed, not reused
+
+
 def test_a_connection_the_server_closed_while_idle_is_replaced() -> None:
     async def one_answer_then_close(reader, writer) -> None:
         await read_request(reader)
