@@ -14,7 +14,7 @@ import httpx
 
 FRAMING = (b"content-length", b"transfer-encoding")  # headers that say where a body ends
 HEAD_CAP = 64 * 1024  # bytes of status lines and headers read at most for one answer
-READ_SIZE = 16 * 1024  # bytes read from the socket at a time
+READ_SIZE = 4 * 1024  # bytes read from the socket at a time
 
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, raw headers, body
 
@@ -23,7 +23,7 @@ class Connection(asyncio.BufferedProtocol):
     """One socket: writes a request in one call, parses its answer, and knows whether the
     answer leaves it fit for another request (``reusable``).
 
-    The loop reads into a buffer of ours (``READ_SIZE``): with hundreds of connections
+    The loop reads into a buffer of ours (``READ_SIZE``, 4 KiB): with hundreds of connections
     answering huge bodies at once, what each read holds is what the daemon's memory holds
     (the loop's own reads are up to 256 KiB each).
     """
