@@ -70,6 +70,8 @@ class Client(ClientBase, table=True):
     phone: str = Field(max_length=11, sa_column_kwargs={"unique": True})
     created_at: datetime = _utc_field(nullable=False, default_now=True)
     updated_at: datetime = _utc_field(nullable=False, default_now=True)
+    #: when the client asked for no more messages (transactional ones still go); None: in
+    opted_out_at: datetime | None = _utc_field()
 
 
 class ClientCreate(SQLModel):
@@ -125,6 +127,12 @@ class Mailing(SQLModel, table=True):
     __table_args__ = (NEVER_REUSE_IDS,)
 
     id: int | None = Field(default=None, primary_key=True)
+    #: what operators call it (optional), shown first in every list
+    name: str | None = Field(default=None, max_length=200)
+    #: one-time codes and service notices: not capped, and sent to opted-out clients too
+    transactional: bool = Field(
+        default=False, sa_column_kwargs={"server_default": sa.false(), "nullable": False}
+    )
     text: str = Field(max_length=1000)
     start_at: datetime = _utc_field(nullable=False)
     end_at: datetime = _utc_field(nullable=False)
