@@ -19,19 +19,22 @@ branch_labels = None
 depends_on = None
 
 
+# Plain ALTER TABLE, not batch mode: on SQLite a batch with a column whose default is an
+# expression (``false``) or a dropped column rebuilds the table, and the rebuild loses
+# AUTOINCREMENT and the table's ``sqlite_sequence`` row, so deleted ids would come again
+# (see 0004). SQLite adds such a column in place, and drops one in place since 3.35.
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("mailing") as table:
-        table.add_column(sa.Column("name", sa.String(length=200), nullable=True))
-        table.add_column(
-            sa.Column("transactional", sa.Boolean(), server_default=sa.false(), nullable=False)
-        )
-    with op.batch_alter_table("client") as table:
-        table.add_column(sa.Column("opted_out_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("mailing", sa.Column("name", sa.String(length=200), nullable=True))
+    op.add_column(
+        "mailing",
+        sa.Column("transactional", sa.Boolean(), server_default=sa.false(), nullable=False),
+    )
+    op.add_column("client", sa.Column("opted_out_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("client") as table:
-        table.drop_column("opted_out_at")
-    with op.batch_alter_table("mailing") as table:
-        table.drop_column("transactional")
-        table.drop_column("name")
+    op.drop_column("client", "opted_out_at")
+    op.drop_column("mailing", "transactional")
+    op.drop_column("mailing", "name")
