@@ -222,6 +222,14 @@ class Message(SQLModel, table=True):
         # lease reaping: the few rows in "sending" whose lease ran out.
         sa.Index("ix_message_status_lease", "status", "lease_until"),
         sa.Index("ix_message_client", "client_id"),
+        # the dashboard's messages sent in the last day (services.dashboard); partial, so
+        # that a message enters it once, when sent, not at every claim (migration 0007).
+        sa.Index(
+            "ix_message_sent_at",
+            "sent_at",
+            postgresql_where=sa.text("status = 'sent'"),
+            sqlite_where=sa.text("status = 'sent'"),
+        ),
         NEVER_REUSE_IDS,
     )
 

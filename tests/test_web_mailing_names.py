@@ -1,5 +1,5 @@
-"""A mailing's name and transactional flag through the REST API and the admin UI (issue 17),
-on SQLite and PostgreSQL."""
+"""A mailing's name and transactional flag through the REST API and the admin UI, and the
+dashboard's totals (issue 17), on SQLite and PostgreSQL."""
 
 import json
 import re
@@ -10,13 +10,13 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from notifyctl.config import Settings
-from notifyctl.models import Mailing, Message
+from notifyctl.models import Attempt, Client, Mailing, Message, MessageStatus
 from notifyctl.services import audience, delivery
 from notifyctl.timeutil import utcnow
 from tests.factories import add_clients, add_mailing
 from web.app import create_app
 
-# Mailings start now: their state follows the clock.
+# Mailings start now; the dashboard counts the last 24 hours of the real clock.
 pytestmark = pytest.mark.clock
 
 LOGIN = "nfy_names-login-token"
@@ -251,3 +251,37 @@ def test_confirmations_and_message_pages_name_the_mailing(browser, session):
     assert "Cancel mailing 1 (Spring sale)?" in browser.get("/admin/mailings/1/cancel").text
     page = browser.get(f"/admin/mailings/1/messages/{message.id}").text
     assert ">Spring sale (1)</a>" in page
+
+
+# --- admin UI: the dashboard's totals --------------------------------------------------
+
+
+def test_the_dashboard_opens_with_the_totals(browser, session):
+    add_clients(session, 3)
+    session.add(
+        Client(phone="79169999999", operator_code="916", timezone="UTC", opted_out_at=utcnow())
+    )
+    mailing = add_mailing(session)  # running
+    add_mailing(session, starts_in=timedelta(hours=1))  # scheduled
+    audience.materialise(session=session, mailing=mailing)
+    session.commit()
+    first, second, *_ = session.exec(select(Message).order_by(Message.id)).all()
+    first.status, first.sent_at = MessageStatus.sent, utcnow() - timedelta(minutes=5)
+    second.status = MessageStatus.failed
+    session.add_all([first, second])
+    session.commit()
+    session.add(Attempt(message_id=second.id, started_at=utcnow() - timedelta(minutes=3)))
+    session.commit()
+
+    page = browser.get("/admin/").text
+    figures = dict(re.findall(r'data-figure="(\w+)">([\d,]+)<', page))
+    assert figures == {"clients": "4", "opted_out": "1", "sent": "1", "failed": "1", "running": "1"}
+    assert page.index('id="totals"') < page.index('id="dashboard-rows"')
+    bars = re.findall(r'data-hour="(\d+)" data-sent="(\d+)" data-failed="(\d+)"', page)
+    assert len(bars) == 24
+    assert bars[-1] == ("23", "1", "1")
+    assert '<svg class="chart day"' in page
+    assert "<script" not in page.split('id="totals"')[1].split("</section>")[0]
+    fragment = browser.get("/admin/?section=totals", headers={"HX-Request": "true"})
+    assert fragment.text.strip().startswith('<section id="totals"')
+    assert 'data-figure="clients">4<' in fragment.text
