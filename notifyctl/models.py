@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 import sqlalchemy as sa
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, StrictBool
 from sqlmodel import JSON, Column, Field, SQLModel
 
 # Statuses, states and the datetime type have modules of their own, for what reads the
@@ -70,6 +70,8 @@ class Client(ClientBase, table=True):
     phone: str = Field(max_length=11, sa_column_kwargs={"unique": True})
     created_at: datetime = _utc_field(nullable=False, default_now=True)
     updated_at: datetime = _utc_field(nullable=False, default_now=True)
+    #: when the client asked for no more messages (transactional ones still go); None: in
+    opted_out_at: datetime | None = _utc_field()
 
 
 class ClientCreate(SQLModel):
@@ -125,6 +127,12 @@ class Mailing(SQLModel, table=True):
     __table_args__ = (NEVER_REUSE_IDS,)
 
     id: int | None = Field(default=None, primary_key=True)
+    #: what operators call it (optional), shown first in every list
+    name: str | None = Field(default=None, max_length=200)
+    #: one-time codes and service notices: not capped, and sent to opted-out clients too
+    transactional: bool = Field(
+        default=False, sa_column_kwargs={"server_default": sa.false(), "nullable": False}
+    )
     text: str = Field(max_length=1000)
     start_at: datetime = _utc_field(nullable=False)
     end_at: datetime = _utc_field(nullable=False)
@@ -142,9 +150,20 @@ class Mailing(SQLModel, table=True):
     completed_at: datetime | None = _utc_field()
 
 
+NAME_HELP = "what operators call it, shown first in every list: up to 200 characters, one line"
+TRANSACTIONAL_HELP = (
+    "one-time codes and service notices: reaches opted-out clients, not frequency-capped; "
+    "true or false only"
+)
+
+
 class MailingCreate(SQLModel):
     """A new mailing as a caller describes it."""
 
+    name: str | None = Field(
+        default=None, description=NAME_HELP, schema_extra={"examples": ["Black Friday"]}
+    )
+    transactional: StrictBool = Field(default=False, description=TRANSACTIONAL_HELP)
     text: str = Field(schema_extra={"examples": ["Black Friday: -30% today only"]})
     start_at: AwareDatetime = Field(schema_extra={"examples": ["2026-12-01T09:00:00+03:00"]})
     end_at: AwareDatetime = Field(schema_extra={"examples": ["2026-12-01T21:00:00+03:00"]})
@@ -155,6 +174,12 @@ class MailingCreate(SQLModel):
 class MailingUpdate(SQLModel):
     """A partial change of a mailing: only the fields given change."""
 
+    #: a new name; ``null`` or ``""`` removes it (absent: unchanged)
+    name: str | None = Field(default=None, description=NAME_HELP + "; null or empty removes it")
+    #: only before the mailing starts (its audience is chosen with it); absent: unchanged
+    transactional: StrictBool | None = Field(
+        default=None, description="changeable until the mailing starts"
+    )
     text: str | None = None
     start_at: AwareDatetime | None = None
     end_at: AwareDatetime | None = None
@@ -168,11 +193,13 @@ class MailingPublic(SQLModel):
     """A mailing as shown to callers."""
 
     id: int
+    name: str | None
     text: str
     start_at: datetime
     end_at: datetime
     filter: MailingFilter
     send_window: SendWindow | None
+    transactional: bool
     state: MailingState
     created_at: datetime
     updated_at: datetime
@@ -195,6 +222,14 @@ class Message(SQLModel, table=True):
         # lease reaping: the few rows in "sending" whose lease ran out.
         sa.Index("ix_message_status_lease", "status", "lease_until"),
         sa.Index("ix_message_client", "client_id"),
+        # the dashboard's messages sent in the last day (services.dashboard); partial, so
+        # that a message enters it once, when sent, not at every claim (migration 0007).
+        sa.Index(
+            "ix_message_sent_at",
+            "sent_at",
+            postgresql_where=sa.text("status = 'sent'"),
+            sqlite_where=sa.text("status = 'sent'"),
+        ),
         NEVER_REUSE_IDS,
     )
 

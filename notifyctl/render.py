@@ -63,8 +63,13 @@ def table(
     caption: str | None = None,
     wrap: Sequence[str] = ("text", "last error", "filter"),
 ) -> None:
-    """Print a table; numbers right-aligned; only the ``wrap`` columns may wrap."""
+    """Print a table; numbers right-aligned; only the ``wrap`` columns may wrap.
+
+    Cells are plain text: a name or tag such as ``[bold]`` or ``[/x]`` is shown as typed,
+    never read as rich markup (``[/x]`` used to end the command with a MarkupError).
+    """
     from rich.table import Table
+    from rich.text import Text
 
     rows = list(rows)
     grid = Table(title=title, caption=caption, header_style="bold")
@@ -74,7 +79,7 @@ def table(
             name, justify="right" if numeric else "left", no_wrap=name not in wrap, overflow="fold"
         )
     for row in rows:
-        grid.add_row(*("" if cell is None else str(cell) for cell in row))
+        grid.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
     _stdout().print(grid)
 
 

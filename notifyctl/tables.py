@@ -36,10 +36,11 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-#: A mailing's id and the times its state is derived from (``services.state``).
+#: A mailing's id and name, and the times its state is derived from (``services.state``).
 mailing = sa.table(
     "mailing",
     sa.column("id", sa.Integer),
+    sa.column("name", sa.String),
     sa.column("start_at", UTCDateTime()),
     sa.column("end_at", UTCDateTime()),
     sa.column("paused_at", UTCDateTime()),

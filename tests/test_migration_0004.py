@@ -151,12 +151,25 @@ def test_migrated_sqlite_autoincrements_exactly_the_tables_the_models_say(tmp_pa
     engine.dispose()
 
 
-def rows(engine) -> dict[str, list[tuple]]:
+def rows(engine) -> dict[str, list[dict]]:
     with engine.connect() as connection:
+        select = connection.exec_driver_sql
         return {
-            table: connection.exec_driver_sql(f"SELECT * FROM {table} ORDER BY 1").all()
+            table: [dict(row) for row in select(f"SELECT * FROM {table} ORDER BY 1").mappings()]
             for table in TABLES
         }
+
+
+def as_before(after: dict[str, list[dict]], before: dict[str, list[dict]]) -> dict:
+    """``after``'s rows with only the columns ``before``'s rows have: what a later
+    migration added (a column with its default) is not a change of the rows kept."""
+    return {
+        table: [
+            {column: row[column] for column in (before[table][0] if before[table] else row)}
+            for row in after[table]
+        ]
+        for table in after
+    }
 
 
 def sqlite_schema(engine) -> dict[str, list]:
@@ -197,12 +210,12 @@ def test_upgrade_to_0004_keeps_every_row(old_engine):
     before = rows(old_engine)
     upgrade(old_engine)
     assert current_revision(old_engine) == HEAD_REVISION
-    assert rows(old_engine) == before
+    assert as_before(rows(old_engine), before) == before
 
 
 def test_upgrade_to_0004_keeps_columns_keys_and_indexes(old_sqlite):
     before = sqlite_schema(old_sqlite)
-    upgrade(old_sqlite)
+    alembic(old_sqlite, "upgrade", "0004")  # (later revisions add columns and indexes)
     assert sqlite_schema(old_sqlite) == before
 
 

@@ -409,6 +409,7 @@ def test_session_cookie_is_signed(browser):
 
 CLIENT_FIELDS = ("phone", "operator_code", "tag", "timezone")
 MAILING_FIELDS = (
+    "name",
     "text",
     "start_at",
     "end_at",

@@ -16,6 +16,10 @@ TIME_HELP = (
 OPERATOR_HELP = "Send only to this operator code; repeat for several ('' clears the list)."
 TAG_HELP = "Send only to clients with this tag; repeat for several ('' clears the list)."
 WINDOW_HELP = "Send only while the client's local time is in HH:MM-HH:MM (22:00-06:00 wraps)."
+NAME_HELP = "What operators call it, shown first in every list: up to 200 characters, one line."
+TRANSACTIONAL_HELP = (
+    "A one-time code or service notice: it reaches opted-out clients and is not frequency-capped."
+)
 MAILING_ID = typer.Argument(..., metavar="ID", help="The mailing's id (see mailing list).")
 
 
@@ -26,6 +30,7 @@ def _cleaned(values: list[str] | None) -> list[str] | None:
 @app.command("create")
 def create(
     ctx: typer.Context,
+    name: str | None = typer.Option(None, "--name", metavar="NAME", help=NAME_HELP),
     text: str = typer.Option(..., "--text", metavar="TEXT", help="The message, 1-1000 characters."),
     start: str = typer.Option(
         ..., "--start", metavar="TIME", help="When sending starts. " + TIME_HELP
@@ -33,6 +38,7 @@ def create(
     end: str = typer.Option(
         ..., "--end", metavar="TIME", help="When sending stops for good. " + TIME_HELP
     ),
+    transactional: bool = typer.Option(False, "--transactional", help=TRANSACTIONAL_HELP),
     operator: list[str] | None = typer.Option(
         None, "--operator", metavar="CODE", help=OPERATOR_HELP
     ),
@@ -55,7 +61,7 @@ def create(
     Warns on stderr when no client matches its filter now. With --dry-run it prints the
     number of clients the filter matches now instead, and creates nothing.
 
-    Example: notifyctl mailing create --text "Sale" --start now --end now+2h --window 09:00-21:00
+    Example: notifyctl mailing create --name "Black Friday" --text "Sale" --start now --end now+2h
     """
     from notifyctl import render
     from notifyctl.models import MailingCreate, MailingFilter
@@ -66,6 +72,8 @@ def create(
     cli = state(ctx)
     tz = cli.settings.default_timezone
     mailing_in = MailingCreate(
+        name=name,
+        transactional=transactional,
         text=text,
         start_at=parse_datetime(start, field="start", default_tz=tz),
         end_at=parse_datetime(end, field="end", default_tz=tz),
@@ -109,6 +117,14 @@ def update(
     ctx: typer.Context,
     mailing_id: int = MAILING_ID,
     text: str | None = typer.Option(None, "--text", metavar="TEXT", help="New text."),
+    name: str | None = typer.Option(
+        None, "--name", metavar="NAME", help="New name ('' removes it). " + NAME_HELP
+    ),
+    transactional: bool | None = typer.Option(
+        None,
+        "--transactional/--not-transactional",
+        help="Make it transactional or not; only before it starts. " + TRANSACTIONAL_HELP,
+    ),
     start: str | None = typer.Option(
         None, "--start", metavar="TIME", help="New start. " + TIME_HELP
     ),
@@ -122,7 +138,7 @@ def update(
 ) -> None:
     """Change a mailing that has not ended; unsent messages follow the change at once.
 
-    Example: notifyctl mailing update 3 --end 2026-12-01T23:00+03:00 --tag vip --tag new
+    Example: notifyctl mailing update 3 --name "Black Friday, day 2" --tag vip --tag new
     """
     from notifyctl.models import MailingFilter, MailingUpdate
     from notifyctl.services import validation
@@ -141,10 +157,14 @@ def update(
                 else current.operator_codes,
                 tags=_cleaned(tag) if tag is not None else current.tags,
             )
+        # (a name given, even '', is a change; none given leaves the name as it is)
+        renamed = {"name": name} if name is not None else {}
         update_mailing(
             session=session,
             mailing_id=mailing_id,
             mailing_in=MailingUpdate(
+                **renamed,
+                transactional=transactional,
                 text=text,
                 start_at=parse_datetime(start, field="start", default_tz=tz) if start else None,
                 end_at=parse_datetime(end, field="end", default_tz=tz) if end else None,
@@ -252,21 +272,66 @@ def list_(
     tz = cli.settings.default_timezone
     render.table(
         "Mailings",
-        ["id", "state", "start", "end", "filter", "window", "text"],
+        ["name", "id", "state", "start", "end", "filter", "window", "text"],
         [
             (
+                _cut(m.name) if m.name else "-",
                 m.id,
                 mailing_state(m).value,
                 render.when(m.start_at, tz),
                 render.when(m.end_at, tz),
                 _describe_filter(m.operator_codes, m.tags),
                 f"{m.window_start}-{m.window_end}" if m.window_start else "-",
-                m.text if len(m.text) <= 40 else m.text[:39] + "…",
+                _cut(m.text),
             )
             for m in page.items
         ],
         caption=render.page_caption(page.total, page.limit, page.offset, len(page.items)),
     )
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    mailing_id: int = MAILING_ID,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (as GET /api/v1/mailings/ID)."),
+) -> None:
+    """Show one mailing: its name, whether it is transactional, its text, times and filter.
+
+    Example: notifyctl mailing show 3
+    """
+    from notifyctl import render
+    from notifyctl.services.mailings import get_mailing, mailing_state
+
+    cli = state(ctx)
+    with cli.session() as session:
+        mailing = get_mailing(session=session, mailing_id=mailing_id)
+    if as_json:
+        render.print_json(_public(mailing))
+        return
+    tz = cli.settings.default_timezone
+    window = f"{mailing.window_start}-{mailing.window_end}" if mailing.window_start else "-"
+    render.table(
+        f"Mailing {mailing.id}",
+        ["field", "value"],
+        [
+            ("name", mailing.name or "-"),
+            ("id", str(mailing.id)),
+            ("state", mailing_state(mailing).value),
+            ("transactional", "yes" if mailing.transactional else "no"),
+            ("start", render.when(mailing.start_at, tz)),
+            ("end", render.when(mailing.end_at, tz)),
+            ("filter", _describe_filter(mailing.operator_codes, mailing.tags)),
+            ("window", window),
+            ("text", mailing.text),
+        ],
+        wrap=("value",),
+    )
+
+
+def _cut(value: str, width: int = 40) -> str:
+    """``value`` for a table column: at most ``width`` characters, cut with an ellipsis."""
+    return value if len(value) <= width else value[: width - 1] + "…"
 
 
 def _describe_filter(operator_codes: list[str], tags: list[str]) -> str:

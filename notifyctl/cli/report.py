@@ -43,6 +43,7 @@ def show(
                 "mailings": [
                     {
                         "mailing_id": row.mailing_id,
+                        "name": row.name,
                         "text": row.text,
                         "state": row.state.value,
                         "total": row.total,
@@ -59,9 +60,10 @@ def show(
     since, until = render.when(report.since, tz), render.when(report.until, tz)
     render.table(
         f"Mailings sending between {since} and {until}",
-        ["mailing", "text", "state", "total", *render.STATUS_ORDER, "delivered"],
+        ["name", "mailing", "text", "state", "total", *render.STATUS_ORDER, "delivered"],
         [
             [
+                row.name or "-",
                 row.mailing_id,
                 row.text,
                 row.state.value,

@@ -43,9 +43,15 @@ def stats(
             return
         render.table(
             "Mailings by message status",
-            ["mailing", "state", "total", *STATUS_ORDER],
+            ["name", "mailing", "state", "total", *STATUS_ORDER],
             [
-                (r.mailing_id, r.state.value, r.total, *(r.by_status[s] for s in STATUS_ORDER))
+                (
+                    r.name or "-",
+                    r.mailing_id,
+                    r.state.value,
+                    r.total,
+                    *(r.by_status[s] for s in STATUS_ORDER),
+                )
                 for r in rows
             ],
         )
@@ -67,7 +73,9 @@ def stats(
         return
     tz = cli.settings.default_timezone
     render.table(
-        f"Mailing {one.mailing_id} ({one.state.value})",
+        f"{one.name} (mailing {one.mailing_id}, {one.state.value})"
+        if one.name
+        else f"Mailing {one.mailing_id} ({one.state.value})",
         ["total", *STATUS_ORDER],
         [(one.total, *(one.by_status[s] for s in STATUS_ORDER))],
     )

@@ -25,6 +25,8 @@ class MailingStats:
     state: MailingState
     total: int
     by_status: dict[str, int]
+    #: the mailing's name, for tables (not in the JSON: ``GET /stats`` has its own shape)
+    name: str | None = None
 
 
 def zero_counts() -> dict[str, int]:
@@ -52,9 +54,8 @@ def overall_stats(
     result = []
     for row in session.execute(mailings):
         by_status = counts.get(row.id, zero_counts())
-        result.append(
-            MailingStats(row.id, mailing_state(row, now=now), sum(by_status.values()), by_status)
-        )
+        state, total = mailing_state(row, now=now), sum(by_status.values())
+        result.append(MailingStats(row.id, state, total, by_status, name=row.name))
     return result
 
 

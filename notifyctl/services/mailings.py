@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from loguru import logger
 from sqlmodel import Session
 
+from notifyctl.db import locked
 from notifyctl.errors import Conflict, InvalidInput, NotFound
 from notifyctl.models import (
     Mailing,
@@ -30,11 +31,13 @@ def to_public(mailing: Mailing, *, now: datetime | None = None) -> MailingPublic
         window = SendWindow(start=mailing.window_start, end=mailing.window_end)
     return MailingPublic(
         id=mailing.id,
+        name=mailing.name,
         text=mailing.text,
         start_at=mailing.start_at,
         end_at=mailing.end_at,
         filter=MailingFilter(operator_codes=mailing.operator_codes, tags=mailing.tags),
         send_window=window,
+        transactional=mailing.transactional,
         state=mailing_state(mailing, now=now),
         created_at=mailing.created_at,
         updated_at=mailing.updated_at,
@@ -65,6 +68,8 @@ def _new_mailing(mailing_in: MailingCreate, *, now: datetime) -> Mailing:
     return Mailing(
         created_at=now,
         updated_at=now,
+        name=validation.name(mailing_in.name),
+        transactional=mailing_in.transactional,
         text=validation.text(mailing_in.text),
         start_at=start_at,
         end_at=end_at,
@@ -88,12 +93,13 @@ def create_mailing(
     session.flush()
     _log(mailing).info(
         "mailing created: starts {start}, ends {end}, operators {ops}, tags {tags}, "
-        "window {window}",
+        "window {window}, transactional {transactional}",
         start=mailing.start_at.isoformat(),
         end=mailing.end_at.isoformat(),
         ops=_few(mailing.operator_codes),
         tags=_few(mailing.tags),
         window=f"{mailing.window_start}-{mailing.window_end}" if mailing.window_start else "none",
+        transactional=mailing.transactional,
     )
     return mailing
 
@@ -142,10 +148,26 @@ def update_mailing(*, session: Session, mailing_id: int, mailing_in: MailingUpda
 
     Unsent messages pick up a new text or window at once. A new filter on an activated
     mailing adds messages for newly matching clients and cancels pending messages of
-    clients that no longer match.
+    clients that no longer match. A ``name`` given as None or blank removes the name.
+    ``transactional`` changes only until the mailing is activated: its audience (who is
+    opted out) is chosen with it.
     """
-    mailing = get_mailing(session=session, mailing_id=mailing_id)
+    flag = mailing_in.transactional
+    if flag is not None:
+        mailing = _locked_mailing(session=session, mailing_id=mailing_id)
+    else:
+        mailing = get_mailing(session=session, mailing_id=mailing_id)
     _refuse_if_over(mailing, "changed")
+    if flag is not None and flag != mailing.transactional:
+        if mailing.activated_at is not None:
+            raise Conflict(
+                f"mailing {mailing.id} has started: whether it is transactional was settled "
+                "when its audience was chosen, and cannot change now",
+                field="transactional",
+            )
+        mailing.transactional = flag
+    if "name" in mailing_in.model_fields_set:
+        mailing.name = validation.name(mailing_in.name)
     if mailing_in.text is not None:
         mailing.text = validation.text(mailing_in.text)
     start_at = mailing_in.start_at if mailing_in.start_at is not None else mailing.start_at
@@ -174,9 +196,23 @@ def update_mailing(*, session: Session, mailing_id: int, mailing_in: MailingUpda
             audience.drop_unmatched(session=session, mailing=mailing)
             audience.materialise(session=session, mailing=mailing)
         _reschedule_pending(session, mailing)
-    changed = sorted(mailing_in.model_dump(exclude_unset=True, exclude_defaults=True))
-    _log(mailing).info("mailing updated: {fields}", fields=", ".join(changed) or "nothing")
+    changed = set(mailing_in.model_dump(exclude_unset=True, exclude_defaults=True))
+    changed |= {"name"} & mailing_in.model_fields_set
+    _log(mailing).info("mailing updated: {fields}", fields=", ".join(sorted(changed)) or "nothing")
     return mailing
+
+
+def _locked_mailing(*, session: Session, mailing_id: int) -> Mailing:
+    """The mailing as stored now, its row locked until the transaction ends (PostgreSQL).
+
+    The daemon activates a mailing under the same lock (``delivery.due_for_activation``):
+    an activation under way finishes first and is seen here; one not begun waits for
+    this change. SQLite has one writer at a time.
+    """
+    get_mailing(session=session, mailing_id=mailing_id)
+    query = sa.select(Mailing).where(Mailing.id == mailing_id)
+    query = query.execution_options(populate_existing=True)
+    return session.execute(locked(query, session, skip_locked=False)).scalar_one()
 
 
 def _reschedule_pending(session: Session, mailing: Mailing) -> None:

@@ -27,6 +27,7 @@ class ReportRow:
     state: MailingState
     total: int
     by_status: dict[str, int]
+    name: str | None = None  #: shown before everything else of the mailing
 
     @property
     def delivery_rate(self) -> float | None:
@@ -69,7 +70,14 @@ def build_report(*, session: Session, now: datetime, hours: int = 24) -> Report:
         for mailing_id, status, n in grouped:
             counts[mailing_id][status] = n
     rows = [
-        ReportRow(m.id, m.text, mailing_state(m, now=now), sum(counts[m.id].values()), counts[m.id])
+        ReportRow(
+            m.id,
+            m.text,
+            mailing_state(m, now=now),
+            sum(counts[m.id].values()),
+            counts[m.id],
+            name=m.name,
+        )
         for m in mailings
     ]
     return Report(since=since, until=now, rows=rows)
@@ -92,8 +100,9 @@ def render_text(report: Report, *, tz: str) -> str:
     statuses = [s.value for s in MessageStatus]
     for row in report.rows:
         counts = ", ".join(f"{s} {row.by_status[s]}" for s in statuses if row.by_status[s])
+        named = f"{row.name} " if row.name else ""
         lines.append(
-            f"#{row.mailing_id} {row.text[:60]!r} ({row.state}): {row.total} messages, "
+            f"{named}#{row.mailing_id} {row.text[:60]!r} ({row.state}): {row.total} messages, "
             f"delivered {_rate(row)}" + (f" - {counts}" if counts else "")
         )
     totals = report.totals
@@ -107,9 +116,10 @@ HTML = """<!doctype html>
 <p>{{ since }} &ndash; {{ until }}</p>
 {% if not rows %}<p>No mailing was sending in this period.</p>{% else %}
 <table cellpadding="4" cellspacing="0" border="1" style="border-collapse: collapse">
-<thead><tr><th>#</th><th>Text</th><th>State</th><th>Messages</th>
+<thead><tr><th>Name</th><th>#</th><th>Text</th><th>State</th><th>Messages</th>
 {% for s in statuses %}<th>{{ s }}</th>{% endfor %}<th>Delivered</th></tr></thead>
-<tbody>{% for r in rows %}<tr><td>{{ r.mailing_id }}</td><td>{{ r.text|truncate(60) }}</td>
+<tbody>{% for r in rows %}<tr><td>{{ r.name or "" }}</td><td>{{ r.mailing_id }}</td>
+<td>{{ r.text|truncate(60) }}</td>
 <td>{{ r.state }}</td><td>{{ r.total }}</td>
 {% for s in statuses %}<td align="right">{{ r.by_status[s] }}</td>{% endfor %}
 <td align="right">{{ rate(r) }}</td></tr>{% endfor %}</tbody>

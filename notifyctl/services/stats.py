@@ -29,7 +29,8 @@ def mailing_stats(*, session: Session, mailing_id: int) -> MailingStats:
     )
     for status, n in grouped:
         by_status[status] = n
-    return MailingStats(mailing.id, mailing_state(mailing), sum(by_status.values()), by_status)
+    state, total = mailing_state(mailing), sum(by_status.values())
+    return MailingStats(mailing.id, state, total, by_status, name=mailing.name)
 
 
 def list_messages(

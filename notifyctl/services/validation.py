@@ -1,6 +1,7 @@
 """Field rules shared by every way in (CLI, REST, UI, CSV import). Each raises InvalidInput."""
 
 import re
+import unicodedata
 
 from notifyctl.errors import InvalidInput, quoted
 from notifyctl.models import MailingFilter, MessageStatus, SendWindow
@@ -14,6 +15,14 @@ PHONE_PREFIX = re.compile(r"[0-9+\-(). ]{1,32}")
 OPERATOR = re.compile(r"[0-9]{3}")
 MAX_TAG = 64
 MAX_TEXT = 1000
+#: characters in a mailing's name (the column is varchar(200))
+MAX_NAME = 200
+#: Characters a name may not hold: it is one line of a table, a page header or a log
+#: line. Control characters (Unicode Cc: tab, newline, escape, DEL, C1) and line and
+#: paragraph separators would break it; the bidirectional embeddings, overrides and
+#: isolates would reorder what follows it on screen (CVE-2021-42574, "Trojan Source").
+NAME_REFUSED_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 #: values in one filter list (its tags, its operator codes): what a log line can carry
 MAX_FILTER_VALUES = 100
 #: characters in one filter value (a tag is never longer)
@@ -97,6 +106,27 @@ def text(raw: str, *, field: str = "text") -> str:
     if len(raw) > MAX_TEXT:
         raise InvalidInput(f"is {len(raw)} characters long; at most {MAX_TEXT}", field=field)
     return storable(raw, field=field)
+
+
+def name(raw: str | None, *, field: str = "name") -> str | None:
+    """A mailing's name, trimmed; None (no name) when absent or blank.
+
+    At most ``MAX_NAME`` characters after trimming, one line of printable text.
+    """
+    if raw is None:
+        return None
+    value = storable(raw, field=field).strip()
+    if len(value) > MAX_NAME:
+        raise InvalidInput(f"is {len(value)} characters long; at most {MAX_NAME}", field=field)
+    lead = len(raw) - len(raw.lstrip())  # (positions count in what was typed)
+    for position, char in enumerate(value, lead):
+        if unicodedata.category(char) in NAME_REFUSED_CATEGORIES or char in BIDI_CONTROLS:
+            raise InvalidInput(
+                f"has the control character U+{ord(char):04X} at position {position}; "
+                "a name is one line of text",
+                field=field,
+            )
+    return value or None
 
 
 def filter_values(values: list[str], *, field: str) -> list[str]:

@@ -1,8 +1,10 @@
-"""The dashboard: every mailing with its state and progress, refreshed while it runs."""
+"""The dashboard: totals (clients, the last day's messages, mailings running), then every
+mailing with its state and progress, refreshed while it runs."""
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from notifyctl.services import dashboard as figures
 from notifyctl.services import mailings, stats
 from web.deps import SessionDep
 from web.ui.templating import is_htmx, render
@@ -12,11 +14,18 @@ PAGE_SIZE = 25
 
 
 @router.get("/", name="ui_dashboard")
-def dashboard(request: Request, session: SessionDep, offset: int = 0) -> HTMLResponse:
+def dashboard(
+    request: Request, session: SessionDep, offset: int = 0, section: str = ""
+) -> HTMLResponse:
+    if is_htmx(request) and section == "totals":
+        totals = figures.dashboard_totals(session=session)
+        return render(request, "admin/_dashboard_totals.html", {"totals": totals})
     page = mailings.list_mailings(session=session, limit=PAGE_SIZE, offset=max(offset, 0))
     # Counts of this page's mailings only: the dashboard asks again every 2 s.
     shown = [mailing.id for mailing in page.items]
     by_id = {row.mailing_id: row for row in stats.overall_stats(session=session, mailing_ids=shown)}
     rows = [(mailing, by_id[mailing.id]) for mailing in page.items if mailing.id in by_id]
-    template = "admin/_dashboard_rows.html" if is_htmx(request) else "admin/dashboard.html"
-    return render(request, template, {"rows": rows, "page": page})
+    if is_htmx(request):
+        return render(request, "admin/_dashboard_rows.html", {"rows": rows, "page": page})
+    totals = figures.dashboard_totals(session=session)
+    return render(request, "admin/dashboard.html", {"rows": rows, "page": page, "totals": totals})

@@ -38,6 +38,8 @@ def _fields(mailing: Mailing | None, zone: str) -> dict[str, str]:
         return {"zone": zone}
     fmt = "%Y-%m-%dT%H:%M:%S"
     return {
+        "name": mailing.name or "",
+        "transactional": "true" if mailing.transactional else "",
         "text": mailing.text,
         "start_at": mailing.start_at.astimezone(ZoneInfo(zone)).strftime(fmt),
         "end_at": mailing.end_at.astimezone(ZoneInfo(zone)).strftime(fmt),
@@ -53,6 +55,9 @@ def _read(form, errors: FormErrors) -> dict:
     """The form's values as MailingCreate fields; problems go to ``errors``."""
     zone = text(form, "zone")
     values: dict = {
+        "name": text(form, "name"),
+        # (a checkbox: sent when ticked, whatever its value; absent when not)
+        "transactional": bool(text(form, "transactional")),
         "text": text(form, "text"),
         "filter": MailingFilter(
             operator_codes=words(form, "operator_codes"), tags=words(form, "tags")
@@ -157,6 +162,8 @@ def edit(request: Request, session: SessionDep, mailing_id: int, form: FormDep) 
     if not errors:
         try:
             window = values.pop("send_window")
+            if "transactional_shown" not in form:  # (not offered once the mailing started)
+                values["transactional"] = None
             change = MailingUpdate(**values, send_window=window, clear_window=window is None)
             mailings.update_mailing(session=session, mailing_id=mailing_id, mailing_in=change)
             return RedirectResponse(f"/admin/mailings/{mailing_id}", 303)
@@ -188,7 +195,7 @@ def confirm_delete(request: Request, session: SessionDep, mailing_id: int) -> HT
     counts = stats.mailing_stats(session=session, mailing_id=mailing_id)
     context = {
         "verb": "delete",
-        "what": f"mailing {mailing.id}",
+        "what": _called(mailing),
         "detail": f"{counts.total} messages and their history go with it.",
         "action": f"/admin/mailings/{mailing.id}/delete",
         "back": f"/admin/mailings/{mailing.id}",
@@ -206,7 +213,7 @@ def confirm_cancel(request: Request, session: SessionDep, mailing_id: int) -> HT
     unsent = counts.by_status.get(MessageStatus.pending.value, 0)
     context = {
         "verb": "cancel",
-        "what": f"mailing {mailing.id}",
+        "what": _called(mailing),
         "detail": (
             f"Nothing more is sent: its {unsent} pending messages become cancelled, and it "
             "cannot be resumed."
@@ -219,10 +226,17 @@ def confirm_cancel(request: Request, session: SessionDep, mailing_id: int) -> HT
     return render(request, "admin/confirm.html", context)
 
 
+def _called(mailing: Mailing) -> str:
+    """How a confirmation page names a mailing: its id, and its name when it has one."""
+    return f"mailing {mailing.id} ({mailing.name})" if mailing.name else f"mailing {mailing.id}"
+
+
 @router.get("/{mailing_id}/messages/{message_id}", name="ui_message")
 def message(request: Request, session: SessionDep, mailing_id: int, message_id: int):
     """One message and every request made for it."""
     found, attempts = stats.get_message(session=session, message_id=message_id)
     if found.mailing_id != mailing_id:
         raise NotFound(f"mailing {mailing_id} has no message {message_id}", field="id")
-    return render(request, "admin/message.html", {"message": found, "attempts": attempts})
+    mailing = mailings.get_mailing(session=session, mailing_id=mailing_id)
+    context = {"message": found, "attempts": attempts, "mailing": mailing}
+    return render(request, "admin/message.html", context)
