@@ -70,3 +70,21 @@ def test_a_bad_id_is_one_line_on_stderr_and_changes_nothing(cli, verb, client_id
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith("error: ")
     assert listed(cli) == {1: None}
+
+
+def test_import_reads_the_opted_out_column_and_names_a_bad_value_by_line(cli, tmp_path):
+    cli("client", "create", "--phone", "79161234567")
+    path = tmp_path / "optouts.csv"
+    path.write_text("phone,opted_out\n79161234567,true\n79031234567,perhaps\n")
+
+    refused = cli("client", "import", str(path), "--on-duplicate", "update")
+    assert refused.exit_code == 2
+    assert f"{path}:3: opted_out: 'perhaps' is not true or false" in refused.stderr
+    assert listed(cli) == {1: None}
+
+    path.write_text("phone,opted_out\n79161234567,true\n79031234567,FALSE\n")
+    done = cli("client", "import", str(path), "--on-duplicate", "update")
+    assert done.exit_code == 0, done.stderr
+    page = json.loads(cli("client", "list", "--json").stdout)
+    after = {item["phone"]: item["opted_out_at"] is not None for item in page["items"]}
+    assert after == {"79161234567": True, "79031234567": False}
