@@ -13,8 +13,9 @@ from daemon import rules
 from daemon.breaker import CircuitBreaker
 from daemon.clock import SystemClock
 from daemon.metrics import DaemonMetrics
+from daemon.optouts import OptOutView
 from daemon.retry import RetryPolicy
-from daemon.rules import Decision, Fate
+from daemon.rules import Consent, Decision, Fate
 from daemon.sender import Rejected, Sender, SendError, Unauthorized
 from daemon.tracelog import MessageLog
 from notifyctl.config import Settings
@@ -93,6 +94,8 @@ class Dispatcher:
     ``stopping()`` says the daemon drains (no new request starts); ``snapshot(mailing_id)``
     is the mailing's state as last read, so that a retry stops once it is cancelled or
     paused. With ``lines``, every line about one message goes there (``daemon.tracelog``).
+    ``optouts`` knows which clients opted out since their message was claimed; without
+    it every client consents.
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class Dispatcher:
         stopping: Callable[[], bool],
         snapshot: Callable[[int], MailingSnapshot | None] = lambda _id: None,
         lines: MessageLog | None = None,
+        optouts: OptOutView | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -115,6 +119,7 @@ class Dispatcher:
         self._stopping = stopping
         self._snapshot = snapshot
         self.lines = lines
+        self.optouts = optouts
         self.policy = RetryPolicy.from_settings(settings, wait_scale=clock.wait_scale)
         self.breaker = CircuitBreaker(settings.breaker_threshold)
         self.sender = Sender(settings, clock=clock, policy=self.policy)
@@ -148,6 +153,12 @@ class Dispatcher:
             retry_in_s=round(AUTH_PROBE_INTERVAL),
         )
 
+    def _consent(self, claimed: Claimed, mailing: MailingSnapshot | None) -> Consent:
+        """The client's consent to ``claimed`` as known now; a transactional mailing needs none."""
+        if self.optouts is None or mailing is None or mailing.transactional:
+            return Consent.given  # (a message of a deleted mailing is cancelled anyway)
+        return self.optouts.consent(claimed)
+
     def _still_on(self, mailing_id: int) -> bool:
         """Neither cancelled nor paused since the message was claimed?"""
         current = self._snapshot(mailing_id)
@@ -157,6 +168,9 @@ class Dispatcher:
 
     async def process(self, claimed: Claimed, mailing: MailingSnapshot | None) -> Outcome:
         """Send ``claimed`` if the rules allow; the outcome to record, counted."""
+        consent = self._consent(claimed, mailing)
+        if consent is Consent.unknown:  # (a slow claim, or look-ups failing: wait for one)
+            consent = await self.optouts.settle(claimed)
         decision = rules.before_send(
             mailing=mailing,
             timezone=claimed.timezone,
@@ -164,9 +178,15 @@ class Dispatcher:
             lease_seconds_left=self.clock.seconds_until(claimed.lease_until),
             request_timeout=self.settings.request_timeout,
             may_send=self.may_try,
+            consent=consent,
         )
         if decision.fate is not Fate.send:
             return self.outcome(claimed, decision)
+
+        def consents() -> bool:
+            current = self._snapshot(claimed.mailing_id) or mailing
+            return self._consent(claimed, current) is Consent.given
+
         attempts = []
         try:
             await self.sender.deliver(
@@ -177,8 +197,12 @@ class Dispatcher:
                 lease_until=claimed.lease_until,
                 attempts=attempts,
                 earlier_attempts=claimed.attempts,
-                # (the mailing first: asking the breaker may make this the probe)
-                may_try=lambda: self._still_on(claimed.mailing_id) and self.may_try(),
+                # (the mailing and the client first: asking the breaker may make this
+                # the probe)
+                may_try=lambda: (
+                    self._still_on(claimed.mailing_id) and consents() and self.may_try()
+                ),
+                still_wanted=consents,
                 log=self._message_log(claimed),
             )
         except SendError as exc:
@@ -195,15 +219,17 @@ class Dispatcher:
                 for attempt in attempts:
                     if attempt.error:
                         self.breaker.failure()
+            current = self._snapshot(claimed.mailing_id) or mailing
             decision = rules.after_failure(
                 policy=self.policy,
                 failure=exc.failure,
                 reason=exc.reason,
                 attempts=claimed.attempts + len(attempts),
-                mailing=self._snapshot(claimed.mailing_id) or mailing,
+                mailing=current,
                 now=self.clock.now(),
                 retry_after=exc.retry_after,
                 speed=self.clock.speed,
+                consent=self._consent(claimed, current),
             )
             return self.outcome(claimed, decision, attempts)
         self.breaker.success()

@@ -7,7 +7,10 @@ no database, no network, no clock of their own, so the table tests in
 
 The rules (DESIGN.md section 3):
 
-- a message of a cancelled or deleted mailing is cancelled;
+- a message of a cancelled or deleted mailing is cancelled, and so is one whose client
+  opted out (unless its mailing is transactional);
+- a message whose client's consent is not known recently enough (``daemon.optouts``) is
+  given back rather than sent;
 - nothing starts within ``END_MARGIN`` of the mailing's end: the message expires;
 - a paused mailing's messages, and any while sending is held (circuit breaker open, our
   token refused), are given back untouched;
@@ -29,6 +32,7 @@ from zoneinfo import ZoneInfoNotFoundError
 from daemon import windows
 from daemon.retry import RetryPolicy
 from notifyctl.services.delivery import MailingSnapshot
+from notifyctl.services.optout import OPTED_OUT
 
 END_MARGIN = timedelta(milliseconds=50)  # no request starts this close to end_at
 MIN_REQUEST_SECONDS = 0.05  # no request starts with less time than this before a limit
@@ -47,6 +51,14 @@ class Failure(StrEnum):
     transient = "transient"  #: timeout, connection error, 5xx, 408, 429, malformed body
     rejected = "rejected"  #: the API refused this message (4xx, non-zero code)
     unauthorized = "unauthorized"  #: 401: our token is wrong, no message can go out
+
+
+class Consent(StrEnum):
+    """What the daemon knows of a claimed message's client (``daemon.optouts``)."""
+
+    given = "given"  #: not opted out as of a recent look (or a transactional mailing)
+    withdrawn = "withdrawn"  #: opted out
+    unknown = "unknown"  #: not looked at recently enough to send on
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,14 +104,19 @@ def before_send(
     lease_seconds_left: float,
     request_timeout: float,
     may_send: Callable[[], bool] = lambda: True,
+    consent: Consent = Consent.given,
 ) -> Decision:
     """The fate of a claimed message just before its request.
 
-    ``may_send`` (the circuit breaker and the token's state) is asked last, and only when
-    everything else says send: asking it may make this message the breaker's probe.
+    ``consent`` is its client's, as this daemon knows it; a transactional mailing needs
+    none. ``may_send`` (the circuit breaker and the token's state) is asked last, and
+    only when everything else says send: asking it may make this message the breaker's
+    probe.
     """
     if mailing is None or mailing.cancelled:
         return Decision(Fate.cancel, reason="the mailing was cancelled")
+    if consent is Consent.withdrawn and not mailing.transactional:
+        return Decision(Fate.cancel, reason=OPTED_OUT)
     limit = deadline(mailing)
     if now >= limit:
         return Decision(Fate.expire, reason="the mailing ended")
@@ -115,6 +132,8 @@ def before_send(
         )
         if decision.fate is not Fate.send:
             return decision
+    if consent is Consent.unknown and not mailing.transactional:
+        return Decision(Fate.wait, at=now)  # claimed afresh, it is looked at again
     longest = min(request_timeout, (limit - now).total_seconds())
     if lease_seconds_left < longest + LEASE_MARGIN:
         return Decision(Fate.wait, at=now)  # too little lease left: claim it afresh
@@ -163,6 +182,7 @@ def after_failure(
     now: datetime,
     retry_after: float | None = None,
     speed: float = 1.0,
+    consent: Consent = Consent.given,
 ) -> Decision:
     """The fate of a message whose last try failed; ``attempts`` counts its whole life.
 
@@ -170,6 +190,8 @@ def after_failure(
     """
     if mailing is not None and mailing.cancelled:
         return Decision(Fate.cancel, reason="the mailing was cancelled")
+    if consent is Consent.withdrawn and not (mailing is not None and mailing.transactional):
+        return Decision(Fate.cancel, reason=OPTED_OUT)
     if failure is Failure.rejected:
         return Decision(Fate.fail, reason=reason)
     if failure is Failure.unauthorized:

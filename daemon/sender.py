@@ -266,6 +266,7 @@ class Sender:
         attempts: list[AttemptRecord],
         earlier_attempts: int,
         may_try: Callable[[], bool],
+        still_wanted: Callable[[], bool] = lambda: True,
         log=logger,
     ) -> None:
         """Send, retrying transient failures quickly while the rules allow; every request
@@ -274,10 +275,15 @@ class Sender:
         ``rules.quick_retry_pause`` decides each retry: it stops at the policy's quick
         budget, at ``max_attempts`` (``earlier_attempts`` were made before this claim),
         before the deadline or the lease could be passed, and on a Retry-After longer
-        than a claim may sleep; ``may_try`` (the circuit breaker) can stop it too.
+        than a claim may sleep; ``may_try`` (the circuit breaker) can stop it too, before
+        the pause, and ``still_wanted`` (the client's consent) after it, right before the
+        retry's request.
         """
+        failed: list[SendError] = []  # this call's last failure
 
         async def one_try() -> None:
+            if failed and not still_wanted():
+                raise failed[-1]  # (the pause is over: no request, the last failure stands)
             try:
                 attempts.append(
                     await self.post(
@@ -287,6 +293,7 @@ class Sender:
             except SendError as exc:
                 if exc.attempt is not None:
                     attempts.append(exc.attempt)
+                failed[:] = [exc]
                 raise
 
         def next_pause(error: BaseException | None, failures: int) -> float | None:

@@ -22,7 +22,7 @@ from daemon.rules import Decision, Fate
 from notifyctl.db import session_scope
 from notifyctl.errors import StorageError
 from notifyctl.models import Mailing
-from notifyctl.services import delivery, report
+from notifyctl.services import delivery, optout, report
 from notifyctl.services.delivery import Claimed, MailingSnapshot, Outcome
 
 
@@ -103,12 +103,19 @@ class Store:
     # --- claims and outcomes ----------------------------------------------------------
 
     async def claim(
-        self, *, want: int, mailing_ids: list[int], now: datetime, lease_until: datetime
+        self,
+        *,
+        want: int,
+        mailing_ids: list[int],
+        now: datetime,
+        lease_until: datetime,
+        seen_at: float = 0.0,
     ) -> list[Claimed]:
-        """Lease up to ``want`` due messages (fewer under the global rate limit)."""
-        return await self._run(self._claim, want, mailing_ids, now, lease_until)
+        """Lease up to ``want`` due messages (fewer under the global rate limit), each
+        stamped ``seen_at`` (``daemon.optouts``)."""
+        return await self._run(self._claim, want, mailing_ids, now, lease_until, seen_at)
 
-    def _claim(self, want, mailing_ids, now, lease_until) -> list[Claimed]:
+    def _claim(self, want, mailing_ids, now, lease_until, seen_at) -> list[Claimed]:
         with session_scope(self.engine) as session:
             if self.rate_limit:
                 want = delivery.take_permits(
@@ -121,7 +128,12 @@ class Store:
                 now=now,
                 lease_until=lease_until,
                 limit=want,
+                seen_at=seen_at,
             )
+
+    async def opted_out_among(self, client_ids: list[int]) -> set[int]:
+        """Which of these clients have opted out."""
+        return await self._run(self._in_session, optout.opted_out_among, client_ids=client_ids)
 
     async def record(self, outcomes: list[Outcome]) -> list[int]:
         """Store outcomes; returns the ids dropped because their message was deleted.

@@ -8,7 +8,8 @@ exits non-zero for its supervisor to restart):
 - ``concurrency`` senders each take one message at a time and hand it to the
   ``daemon.dispatcher`` (the rules decide, the sender tries, an outcome results);
 - the recorder writes outcomes in batches every few milliseconds;
-- the housekeeping jobs (``daemon.housekeeping``): activation, snapshots, expiry, reaping.
+- the housekeeping jobs (``daemon.housekeeping``): activation, snapshots, expiry, reaping;
+- the opt-out look-ups (``daemon.optouts``) of the clients of every message held.
 
 The database is reached through ``daemon.store`` only. Each loop stamps its progress
 (``daemon.health``); the heartbeat file and a gauge carry it to ``daemon --check``.
@@ -33,6 +34,7 @@ from daemon.dispatcher import Counters, Dispatcher
 from daemon.health import HEARTBEAT_INTERVAL, Progress, write_heartbeat
 from daemon.housekeeping import Housekeeping
 from daemon.metrics import DaemonMetrics
+from daemon.optouts import OptOutView
 from daemon.quiet import QuietErrors
 from daemon.rules import Decision, Fate
 from daemon.store import Store, take_over_orphans
@@ -103,6 +105,7 @@ class Worker:
         self.lines = MessageLog.for_settings(settings, bound={"daemon": self.owner})
         self.store = Store(engine, owner=self.owner, rate_limit=settings.rate_limit or None)
         self.log = logger.bind(daemon=self.owner)
+        self.optouts = OptOutView()
         self.dispatcher = Dispatcher(
             settings=settings,
             clock=self.clock,
@@ -112,6 +115,7 @@ class Worker:
             stopping=lambda: self._stop.is_set(),
             snapshot=lambda mailing_id: self.housekeeping.mailings.get(mailing_id),
             lines=self.lines,
+            optouts=self.optouts,
         )
         self.breaker = self.dispatcher.breaker
         self.housekeeping = Housekeeping(
@@ -127,6 +131,8 @@ class Worker:
         self._errors = QuietErrors(self.log)
         self._stop = asyncio.Event()
         self._queue: asyncio.Queue[Claimed] = asyncio.Queue()
+        #: every message claimed and not yet settled (queued or in flight), by id
+        self._held: dict[int, Claimed] = {}
         self._in_flight = 0
         self._outcomes: list[Outcome] = []
         self._idle_rounds = 0
@@ -172,6 +178,7 @@ class Worker:
             self._supervise("claimer", self._claim_loop),
             self._supervise("recorder", self._record_loop),
             self._supervise("housekeeping", self.housekeeping.run),
+            self._supervise("optouts", self._look_up_opt_outs),
             *(self._supervise("sender", self._send_loop) for _ in range(self.settings.concurrency)),
         ]
         try:
@@ -255,6 +262,7 @@ class Worker:
         await _finish(claimer, timeout=DRAIN_TIMEOUT)
         while not self._queue.empty():  # claimed, never started: back untouched
             claimed = self._queue.get_nowait()
+            self._held.pop(claimed.id, None)
             outcome = self.dispatcher.outcome(claimed, Decision(Fate.wait, at=self.clock.now()))
             self._outcomes.append(outcome)
         try:  # (a request may take up to NOTIFY_REQUEST_TIMEOUT: let it)
@@ -346,11 +354,13 @@ class Worker:
         if not mailing_ids:
             return 0
         lease_until = self.clock.after(self.settings.lease_seconds)
-        batch = await self.store.claim(
-            want=want, mailing_ids=mailing_ids, now=now, lease_until=lease_until
-        )
-        for claimed in batch:
-            self._queue.put_nowait(claimed)
+        with self.optouts.claiming() as began:
+            batch = await self.store.claim(
+                want=want, mailing_ids=mailing_ids, now=now, lease_until=lease_until, seen_at=began
+            )
+            for claimed in batch:
+                self._queue.put_nowait(claimed)
+                self._held[claimed.id] = claimed
         self.counters.claimed += len(batch)
         return len(batch)
 
@@ -388,10 +398,16 @@ class Worker:
                 outcome = self.dispatcher.outcome(claimed, decision)
             finally:
                 self._in_flight -= 1
+                self._held.pop(claimed.id, None)
             self._outcomes.append(outcome)
             self.metrics.observe(outcome.attempts, earlier=claimed.attempts, status=outcome.status)
             if self.lines is not None:
                 self.dispatcher.trace(claimed, outcome)
+
+    async def _look_up_opt_outs(self) -> None:
+        await self.optouts.run(
+            lambda: self._held.values(), self.store.opted_out_among, self._errors
+        )
 
     # --- recording -------------------------------------------------------------------
 

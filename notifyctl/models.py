@@ -98,6 +98,10 @@ class ClientPublic(ClientBase):
     id: int
     created_at: datetime
     updated_at: datetime
+    opted_out_at: datetime | None = Field(
+        description="when the client opted out (UTC), or null: it gets only transactional "
+        "mailings while set"
+    )
 
 
 # --- mailings ------------------------------------------------------------------------

@@ -24,6 +24,7 @@ def test_list_json_is_a_page_of_clients(cli):
         "timezone": "UTC",
         "created_at": None,
         "updated_at": None,
+        "opted_out_at": None,
     }
 
 

@@ -350,3 +350,80 @@ def test_a_refused_connection_is_not_reported_as_a_timeout(took, expected):
     error = httpx.ConnectTimeout("mapped by httpx-aiohttp")
     error.__cause__ = ClientConnectorError("refused")
     assert _timeout_reason(error, 10.0, took) == expected
+
+
+# --- the client's consent (opt-out) --------------------------------------------------------
+
+OPTED_OUT = Decision(Fate.cancel, reason="opted out")
+
+
+@pytest.mark.parametrize(
+    ("case", "snapshot", "consent", "expected"),
+    [
+        ("given: send", mailing(), rules.Consent.given, Decision(Fate.send)),
+        ("withdrawn: cancelled", mailing(), rules.Consent.withdrawn, OPTED_OUT),
+        ("withdrawn, transactional: send", mailing(transactional=True), "withdrawn", Fate.send),
+        ("unknown: back, due now", mailing(), rules.Consent.unknown, Decision(Fate.wait, at=NOW)),
+        ("unknown, transactional: send", mailing(transactional=True), "unknown", Fate.send),
+        ("withdrawn beats ended", mailing(end_at=NOW), rules.Consent.withdrawn, OPTED_OUT),
+        ("withdrawn beats paused", mailing(paused=True), rules.Consent.withdrawn, OPTED_OUT),
+        ("cancelled mailing beats withdrawn", mailing(cancelled=True), "withdrawn", Fate.cancel),
+        (
+            "unknown, window closed: waits for the window",
+            mailing(window=("00:00", "00:01"), end_at=NOW + timedelta(days=1)),
+            rules.Consent.unknown,
+            Decision(Fate.wait, at=datetime(2027, 3, 15, tzinfo=UTC)),
+        ),
+    ],
+)
+def test_before_send_asks_the_clients_consent(case, snapshot, consent, expected):
+    asked = []
+    decision = rules.before_send(
+        mailing=snapshot,
+        timezone="UTC",
+        now=NOW,
+        lease_seconds_left=30,
+        request_timeout=10,
+        may_send=lambda: asked.append(1) or True,
+        consent=rules.Consent(consent),
+    )
+    if isinstance(expected, Fate):
+        assert decision.fate is expected, case
+    else:
+        assert decision == expected, case
+    assert bool(asked) is (decision.fate is Fate.send), case  # no probe wasted
+
+
+@pytest.mark.parametrize(
+    ("case", "failure", "snapshot", "consent", "expected"),
+    [
+        ("withdrawn: cancelled", Failure.transient, mailing(), "withdrawn", OPTED_OUT),
+        ("withdrawn beats a rejection", Failure.rejected, mailing(), "withdrawn", OPTED_OUT),
+        ("withdrawn, deleted mailing", Failure.transient, None, "withdrawn", OPTED_OUT),
+        (
+            "withdrawn, transactional: retried",
+            Failure.transient,
+            mailing(transactional=True),
+            "withdrawn",
+            Decision(Fate.wait, at=NOW, reason="HTTP 503"),
+        ),
+        (
+            "unknown: retried, its claim looks again",
+            Failure.transient,
+            mailing(),
+            "unknown",
+            Decision(Fate.wait, at=NOW, reason="HTTP 503"),
+        ),
+    ],
+)
+def test_after_failure_asks_the_clients_consent(case, failure, snapshot, consent, expected):
+    decision = rules.after_failure(
+        policy=NO_WAITS,
+        failure=failure,
+        reason="HTTP 503",
+        attempts=1,
+        mailing=snapshot,
+        now=NOW,
+        consent=rules.Consent(consent),
+    )
+    assert decision == expected, case

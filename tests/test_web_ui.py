@@ -21,6 +21,7 @@ PAGES = [
     "/admin/clients",
     "/admin/clients/new",
     "/admin/clients/import",
+    "/admin/clients/1",
     "/admin/mailings/new",
     "/admin/mailings/1",
     "/admin/mailings/1/edit",

@@ -7,7 +7,10 @@ import typer
 from notifyctl.cli.command import NotifyTyper
 from notifyctl.cli.context import confirm, state
 
-app = NotifyTyper(help="Create, change, delete, list and import clients.", no_args_is_help=True)
+app = NotifyTyper(
+    help="Create, change, delete, list and import clients; opt them out and in.",
+    no_args_is_help=True,
+)
 
 PHONE_HELP = "Phone, 7 followed by 10 digits; '+7 (916) 123-45-67' is accepted."
 OPERATOR_HELP = "3-digit operator code (default: the phone's digits 2-4)."
@@ -140,12 +143,77 @@ def list_(
 
         render.print_json(page_public(page, client_public).model_dump(mode="json"))
         return
+    zone = cli.settings.default_timezone
     render.table(
         "Clients",
-        ["id", "phone", "operator", "tag", "timezone"],
-        [(c.id, c.phone, c.operator_code, c.tag, c.timezone) for c in page.items],
+        ["id", "phone", "operator", "tag", "timezone", "opted out"],
+        [
+            (c.id, c.phone, c.operator_code, c.tag, c.timezone, _opted_out(c.opted_out_at, zone))
+            for c in page.items
+        ],
         caption=render.page_caption(page.total, page.limit, page.offset, len(page.items)),
     )
+
+
+def _opted_out(at, zone: str) -> str:
+    from notifyctl.render import when
+
+    return "" if at is None else when(at, zone)
+
+
+@app.command("opt-out")
+def opt_out(
+    ctx: typer.Context,
+    client_id: int = CLIENT_ID,
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the client as JSON (as POST /api/v1/clients/{id}/opt-out)."
+    ),
+) -> None:
+    """Stop sending to a client: only transactional mailings still reach it.
+
+    Its pending messages of other mailings are cancelled at once (reason "opted out"),
+    and no daemon starts a request for one later than a second after this returns.
+    Opting out again changes nothing.
+
+    Example: notifyctl client opt-out 12
+    """
+    from notifyctl import render
+    from notifyctl.services.optout import opt_out as opt_client_out
+
+    with state(ctx).session() as session:
+        client, cancelled = opt_client_out(session=session, client_id=client_id)
+        public = _public(client)
+    if as_json:
+        render.print_json(public)
+    render.info(f"client {client_id} opted out; {cancelled} pending message(s) cancelled")
+
+
+@app.command("opt-in")
+def opt_in(
+    ctx: typer.Context,
+    client_id: int = CLIENT_ID,
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the client as JSON (as POST /api/v1/clients/{id}/opt-in)."
+    ),
+) -> None:
+    """Let a client receive every mailing again (from now on: cancelled messages stay so).
+
+    Example: notifyctl client opt-in 12
+    """
+    from notifyctl import render
+    from notifyctl.services.optout import opt_in as opt_client_in
+
+    with state(ctx).session() as session:
+        public = _public(opt_client_in(session=session, client_id=client_id))
+    if as_json:
+        render.print_json(public)
+    render.info(f"client {client_id} opted in")
+
+
+def _public(client) -> dict:
+    from notifyctl.services.views import client_public
+
+    return client_public(client).model_dump(mode="json")
 
 
 @app.command("import")

@@ -1,4 +1,7 @@
-"""A mailing's audience: which clients its filter matches, materialised as messages."""
+"""A mailing's audience: which clients its filter matches, materialised as messages.
+
+Clients who opted out are no part of it, unless the mailing is transactional.
+"""
 
 from datetime import datetime
 
@@ -10,9 +13,14 @@ from notifyctl.models import Client, Mailing, Message, MessageStatus
 from notifyctl.timeutil import utcnow
 
 
-def audience_conditions(*, operator_codes: list[str], tags: list[str]) -> list[sa.ColumnElement]:
-    """SQL conditions on ``client``: each non-empty list must contain the client's value."""
+def audience_conditions(
+    *, operator_codes: list[str], tags: list[str], transactional: bool = False
+) -> list[sa.ColumnElement]:
+    """SQL conditions on ``client``: each non-empty list must contain the client's value,
+    and the client must not have opted out (unless ``transactional``)."""
     conditions: list[sa.ColumnElement] = [sa.true()]
+    if not transactional:
+        conditions.append(Client.opted_out_at.is_(None))
     if operator_codes:
         conditions.append(Client.operator_code.in_(operator_codes))
     if tags:
@@ -20,9 +28,14 @@ def audience_conditions(*, operator_codes: list[str], tags: list[str]) -> list[s
     return conditions
 
 
-def count_audience(*, session: Session, operator_codes: list[str], tags: list[str]) -> int:
-    """How many clients a filter matches now (the audience preview)."""
-    conditions = audience_conditions(operator_codes=operator_codes, tags=tags)
+def count_audience(
+    *, session: Session, operator_codes: list[str], tags: list[str], transactional: bool = False
+) -> int:
+    """How many clients a filter matches now (the audience preview): opted-out clients
+    count only for a transactional mailing."""
+    conditions = audience_conditions(
+        operator_codes=operator_codes, tags=tags, transactional=transactional
+    )
     query = sa.select(sa.func.count()).select_from(Client).where(*conditions)
     return session.execute(query).scalar_one()
 
@@ -34,7 +47,11 @@ def materialise(*, session: Session, mailing: Mailing, now: datetime | None = No
     client is loaded into memory. Returns the number of messages created.
     """
     now = now or utcnow()
-    conditions = audience_conditions(operator_codes=mailing.operator_codes, tags=mailing.tags)
+    conditions = audience_conditions(
+        operator_codes=mailing.operator_codes,
+        tags=mailing.tags,
+        transactional=bool(mailing.transactional),
+    )
     first_try = max(mailing.start_at, now)
     audience = sa.select(
         sa.literal(mailing.id),
@@ -58,8 +75,14 @@ def materialise(*, session: Session, mailing: Mailing, now: datetime | None = No
 
 
 def drop_unmatched(*, session: Session, mailing: Mailing) -> int:
-    """Cancel pending messages whose client no longer matches the mailing's filter."""
-    conditions = audience_conditions(operator_codes=mailing.operator_codes, tags=mailing.tags)
+    """Cancel pending messages whose client no longer matches the mailing's filter.
+
+    (A client who opted out is not dropped here: its messages were cancelled, with their
+    reason, when it did.)
+    """
+    conditions = audience_conditions(
+        operator_codes=mailing.operator_codes, tags=mailing.tags, transactional=True
+    )
     matching = sa.select(Client.id).where(*conditions)
     statement = (
         sa.update(Message)

@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from notifyctl.db import locked, upsert_insert
 from notifyctl.models import Attempt, Client, Mailing, Message, MessageStatus, Throttle
-from notifyctl.services import audience
+from notifyctl.services import audience, optout
 
 MESSAGE = Message.__table__
 ATTEMPT = Attempt.__table__
@@ -44,6 +44,8 @@ class MailingSnapshot:
     window: tuple[str, str] | None
     paused: bool
     cancelled: bool
+    #: reaches opted-out clients too (one-time codes, service notices)
+    transactional: bool = False
 
 
 def live_mailings(*, session: Session, now: datetime) -> dict[int, MailingSnapshot]:
@@ -64,6 +66,7 @@ def live_mailings(*, session: Session, now: datetime) -> dict[int, MailingSnapsh
             window=(m.window_start, m.window_end) if m.window_start and m.window_end else None,
             paused=m.paused_at is not None,
             cancelled=m.cancelled_at is not None,
+            transactional=bool(m.transactional),
         )
         for m in rows
     }
@@ -150,6 +153,9 @@ class Claimed:
     attempts: int
     #: the lease's end: no request of this claim may outlive it
     lease_until: datetime
+    #: the claimer's own (monotonic) time when the claim began: the client had not opted
+    #: out as of then (``daemon.optouts``)
+    seen_at: float = 0.0
 
 
 def claim(
@@ -160,8 +166,14 @@ def claim(
     now: datetime,
     lease_until: datetime,
     limit: int,
+    seen_at: float = 0.0,
 ) -> list[Claimed]:
-    """Claim up to ``limit`` due pending messages of the given mailings, oldest due first."""
+    """Claim up to ``limit`` due pending messages of the given mailings, oldest due first.
+
+    Those whose client was deleted meanwhile are cancelled, and so are those whose client
+    opted out (unless their mailing is transactional), with the reason ``opted out``:
+    none of them is handed out. ``seen_at`` is stamped on every message handed out.
+    """
     if not mailing_ids or limit <= 0:
         return []
     due = (
@@ -185,6 +197,7 @@ def claim(
     )
     if not claimed_ids:
         return []
+    # (a statement after the claim's: it sees every opt-out committed before it began)
     rows = session.execute(
         sa.select(
             MESSAGE.c.id,
@@ -193,17 +206,36 @@ def claim(
             Client.phone,
             Client.timezone,
             MESSAGE.c.attempts,
+            sa.and_(optout.opted_out(), MAILING.c.transactional.is_(False)),
         )
         .join(Client, Client.id == MESSAGE.c.client_id)
+        .join(MAILING, MAILING.c.id == MESSAGE.c.mailing_id)
         .where(MESSAGE.c.id.in_(claimed_ids))
     )
-    found = [Claimed(*row, lease_until) for row in rows]
-    if len(found) < len(claimed_ids):  # the client was deleted in between
-        gone = set(claimed_ids) - {c.id for c in found}
+    found, withdrawn = [], []
+    for *values, opted_out in rows:
+        if opted_out:
+            withdrawn.append(values[0])
+        else:
+            found.append(Claimed(*values, lease_until, seen_at))
+    if len(found) + len(withdrawn) < len(claimed_ids):  # the client was deleted in between
+        gone = set(claimed_ids) - {c.id for c in found} - set(withdrawn)
         session.execute(
             sa.update(MESSAGE)
             .where(MESSAGE.c.id.in_(gone))
             .values(status=MessageStatus.cancelled, lease_owner=None, lease_until=None)
+        )
+    if withdrawn:
+        session.execute(
+            sa.update(MESSAGE)
+            .where(MESSAGE.c.id.in_(withdrawn))
+            .values(
+                status=MessageStatus.cancelled,
+                next_attempt_at=None,
+                last_error=optout.OPTED_OUT,
+                lease_owner=None,
+                lease_until=None,
+            )
         )
     return found
 

@@ -17,9 +17,12 @@ from sqlmodel import Session
 from notifyctl.db import upsert_insert
 from notifyctl.models import Client
 
-Row = tuple[str, str, str, str]  #: phone, operator_code, tag, timezone: checked, normalised
+#: phone, operator_code, tag, timezone, opted_out: checked, normalised
+Row = tuple[str, str, str, str, bool]
 Batch = dict[str, tuple[int, Row]]  #: phone -> (line, row), in the file's order
-FIELDS = ("phone", "operator_code", "tag", "timezone")
+FIELDS = ("phone", "operator_code", "tag", "timezone")  #: stored as they are
+OPTED_OUT = 4  #: the row's opted_out flag, stored as ``opted_out_at``: the import's start
+COLUMN_AT = {name: at for at, name in enumerate((*FIELDS, "opted_out"))}  #: in a Row
 
 
 class Store(Protocol):
@@ -30,7 +33,8 @@ class Store(Protocol):
         ``updated_at`` (None: a client holds the phone, unseen by this transaction)."""
 
     def update(self, batch: Batch, phones: Sequence[str], columns: Sequence[str]) -> None:
-        """Give the stored clients of ``phones`` their row's values for ``columns``."""
+        """Give the stored clients of ``phones`` their row's values for ``columns``
+        (``opted_out``: one opted out already keeps its time, one opted in loses it)."""
 
 
 def store_for(session: Session, *, started: datetime) -> Store:
@@ -54,7 +58,12 @@ class InsertStore:
             .returning(Client.phone)
         )
         values = [
-            dict(zip(FIELDS, row, strict=True), created_at=started, updated_at=started)
+            dict(
+                zip(FIELDS, row[:OPTED_OUT], strict=True),
+                created_at=started,
+                updated_at=started,
+                opted_out_at=started if row[OPTED_OUT] else None,
+            )
             for _, row in batch.values()
         ]
         inserted = set(session.execute(statement, values).scalars())
@@ -70,11 +79,21 @@ class InsertStore:
 
     def update(self, batch: Batch, phones: Sequence[str], columns: Sequence[str]) -> None:
         table = Client.__table__
-        at = {name: FIELDS.index(name) for name in columns}
+        at = {name: COLUMN_AT[name] for name in columns}
+        values = {c: sa.bindparam(f"b_{c}") for c in columns if c in FIELDS}
+        if "opted_out" in columns:
+            started = sa.literal(self.started, table.c.opted_out_at.type)
+            values["opted_out_at"] = sa.case(
+                (
+                    sa.bindparam("b_opted_out", type_=sa.Boolean()),
+                    sa.func.coalesce(table.c.opted_out_at, started),
+                ),
+                else_=sa.null(),
+            )
         self.session.execute(
             sa.update(table)
             .where(table.c.phone == sa.bindparam("b_phone"))
-            .values({c: sa.bindparam(f"b_{c}") for c in columns} | {"updated_at": self.started}),
+            .values(values | {"updated_at": self.started}),
             [
                 {"b_phone": phone, **{f"b_{c}": batch[phone][1][i] for c, i in at.items()}}
                 for phone in phones
@@ -84,15 +103,17 @@ class InsertStore:
 
 STAGE = "client_import_stage"
 #: COPY's text format, written by psycopg (which escapes tabs, backslashes, line breaks).
-COPY_IN = f"COPY {STAGE} (line, phone, operator_code, tag, timezone) FROM STDIN"
+COPY_IN = f"COPY {STAGE} (line, phone, operator_code, tag, timezone, opted_out) FROM STDIN"
 # New phones in the file's order (so ids follow it), from the sequence as any insert.
 # The outer SELECT reads the snapshot from before the INSERT: the stored row of each phone
 # passed over, looked up by the unique index only for those phones, in the file's order
 # (as SQLite's, so that both keep the same first MAX_REPORTED_ERRORS errors).
 MERGE = f"""
 WITH inserted AS (
-    INSERT INTO client (phone, operator_code, tag, timezone, created_at, updated_at)
-    SELECT phone, operator_code, tag, timezone, %(started)s, %(started)s
+    INSERT INTO client
+        (phone, operator_code, tag, timezone, created_at, updated_at, opted_out_at)
+    SELECT phone, operator_code, tag, timezone, %(started)s, %(started)s,
+        CASE WHEN opted_out THEN %(started)s::timestamptz END
     FROM {STAGE} ORDER BY line
     ON CONFLICT (phone) DO NOTHING
     RETURNING phone
@@ -102,6 +123,12 @@ FROM {STAGE} s
 WHERE NOT EXISTS (SELECT FROM inserted i WHERE i.phone = s.phone)
 ORDER BY s.line
 """
+
+
+#: ``opted_out`` in an update: a client opted out already keeps the time it first did
+OPTED_OUT_SET = (
+    "opted_out_at = CASE WHEN s.opted_out THEN COALESCE(c.opted_out_at, %(started)s) END"
+)
 
 
 class CopyStore:
@@ -123,7 +150,7 @@ class CopyStore:
             self.cursor = raw.cursor()
             self.cursor.execute(
                 f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE} (line integer, phone text, "
-                "operator_code text, tag text, timezone text) ON COMMIT DROP"
+                "operator_code text, tag text, timezone text, opted_out boolean) ON COMMIT DROP"
             )
         return self.cursor
 
@@ -139,7 +166,9 @@ class CopyStore:
 
     def update(self, batch: Batch, phones: Sequence[str], columns: Sequence[str]) -> None:
         # (``columns`` come from the file's header, checked against ``imports.COLUMNS``)
-        assignments = ", ".join(f"{name} = s.{name}" for name in columns)
+        assignments = ", ".join(
+            OPTED_OUT_SET if name == "opted_out" else f"{name} = s.{name}" for name in columns
+        )
         self._open().execute(
             f"UPDATE client c SET {assignments}, updated_at = %(started)s FROM {STAGE} s "
             "WHERE c.phone = s.phone AND s.phone = ANY(%(phones)s)",

@@ -5,6 +5,11 @@ any other), ``skip`` (the stored client stays as it is) or ``update`` (it takes 
 values for the columns the file has). A phone repeated within the file is a bad row in
 every mode: which of its lines should win is anybody's guess.
 
+The optional ``opted_out`` column (``true``/``false``) opts a client out or in, as
+``services.optout`` does: a new client opted out is stored so; with ``update``, a stored
+client opted out keeps the time it first did, and its pending messages of
+non-transactional mailings are cancelled.
+
 The rules live here; ``services.import_stores`` writes the batches (by COPY on PostgreSQL).
 """
 
@@ -15,14 +20,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TextIO
 
+import sqlalchemy as sa
 from sqlmodel import Session
 
 from notifyctl.errors import InvalidInput, quoted
-from notifyctl.services import validation
+from notifyctl.models import Client, Message
+from notifyctl.services import optout, validation
 from notifyctl.services.import_stores import Batch, Row, Store, store_for
 from notifyctl.timeutil import utcnow
 
-COLUMNS = ("phone", "operator_code", "tag", "timezone")
+COLUMNS = ("phone", "operator_code", "tag", "timezone", "opted_out")
+FLAGS = {"true": True, "false": False}  #: the values of ``opted_out``
 BATCH_SIZE = 5_000  # rows per INSERT round trip
 MAX_REPORTED_ERRORS = 1_000  # bad rows kept for the report; all are counted
 PROGRESS_LINES = 1_000  # lines read between two progress reports
@@ -73,7 +81,8 @@ def import_clients(
     on_duplicate: OnDuplicate | str = OnDuplicate.fail,
     on_progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Import ``phone,operator_code,tag,timezone`` rows (header required; only phone is mandatory).
+    """Import ``phone,operator_code,tag,timezone,opted_out`` rows (header required; only
+    phone is mandatory).
 
     Every row is checked, and each bad one reported with its line number. Unless
     ``skip_invalid`` is set, one bad row means nothing is imported (the session is rolled
@@ -86,7 +95,8 @@ def import_clients(
     header = _read_header(reader)
     pick = _picker(header)
     report = ImportReport()
-    writer = _Writer(report, store_for(session, started=utcnow()), mode=mode, header=header)
+    store = store_for(session, started=utcnow())
+    writer = _Writer(report, store, session, mode=mode, header=header)
     batch: Batch = {}
     progress_at = 0
     for line, row in _rows(reader, report):
@@ -158,7 +168,7 @@ def _read_header(reader: Iterable[list[str]]) -> list[str]:
 
 
 def _picker(header: list[str]) -> Callable[[list[str]], tuple[str, ...]]:
-    """What picks a row's phone, operator_code, tag and timezone, in that order, once ""
+    """What picks a row's ``COLUMNS`` (phone, operator_code, ...), in that order, once ""
     is appended to it (which stands for each column the file does not have). Cheaper
     than a dict per row, which a million rows notice."""
     absent = len(header)
@@ -180,7 +190,7 @@ def _parse_row(
         report.reject(line, f"has {len(row)} fields, the header has {len(header)}")
         return None
     row.append("")  # what a column the file does not have reads as
-    raw_phone, raw_operator, raw_tag, raw_zone = pick(row)
+    raw_phone, raw_operator, raw_tag, raw_zone, raw_opted_out = pick(row)
     try:
         phone = validation.normalise_phone(raw_phone)
         return (
@@ -188,10 +198,20 @@ def _parse_row(
             validation.operator_code(raw_operator, phone=phone),
             validation.tag(raw_tag),
             validation.timezone(raw_zone or default_tz),
+            _flag(raw_opted_out) if "opted_out" in header else False,
         )
     except InvalidInput as exc:
         report.reject(line, str(exc))
         return None
+
+
+def _flag(raw: str, *, field: str = "opted_out") -> bool:
+    """``true`` or ``false`` (any case, spaces around ignored); anything else is refused,
+    an empty cell too: in a file that has the column, a row must say."""
+    value = FLAGS.get(raw.strip().lower())
+    if value is None:
+        raise InvalidInput(f"{quoted(raw)} is not true or false", field=field)
+    return value
 
 
 def _mode(raw: OnDuplicate | str) -> OnDuplicate:
@@ -210,6 +230,7 @@ class _Writer:
 
     report: ImportReport
     store: Store
+    session: Session
     mode: OnDuplicate
     header: list[str]
 
@@ -241,3 +262,14 @@ def _insert(writer: _Writer, batch: Batch) -> None:
     if updates:
         store.update(batch, updates, columns)
         report.updated += len(updates)
+        if "opted_out" in columns:
+            _cancel_for_opted_out(writer.session, [p for p in updates if batch[p][1][4]])
+
+
+def _cancel_for_opted_out(session: Session, phones: list[str]) -> None:
+    """The stored clients of ``phones`` have opted out: cancel their pending messages."""
+    if phones:
+        of_phones = sa.select(Client.id).where(Client.phone.in_(phones))
+        optout.cancel_pending(
+            session=session, of_clients=Message.client_id.in_(of_phones.scalar_subquery())
+        )

@@ -9,6 +9,7 @@ from sqlmodel import Session
 from notifyctl.db import locked
 from notifyctl.errors import Conflict, InvalidInput, NotFound
 from notifyctl.models import (
+    Client,
     Mailing,
     MailingCreate,
     MailingFilter,
@@ -107,7 +108,10 @@ def create_mailing(
 def mailing_audience(*, session: Session, mailing: Mailing) -> int:
     """How many clients the mailing's filter matches now (its audience, were it to start)."""
     return audience.count_audience(
-        session=session, operator_codes=mailing.operator_codes, tags=mailing.tags
+        session=session,
+        operator_codes=mailing.operator_codes,
+        tags=mailing.tags,
+        transactional=bool(mailing.transactional),
     )
 
 
@@ -280,9 +284,13 @@ def retry_failed(*, session: Session, mailing_id: int) -> int:
     mailing.completed_at = None
     mailing.updated_at = utcnow()
     session.add(mailing)
+    conditions = [Message.mailing_id == mailing.id, Message.status == MessageStatus.failed]
+    if not mailing.transactional:  # a client who opted out since is not tried again
+        opted_out = sa.select(Client.id).where(Client.opted_out_at.is_not(None))
+        conditions.append(Message.client_id.not_in(opted_out.scalar_subquery()))
     retried = session.execute(
         sa.update(Message)
-        .where(Message.mailing_id == mailing.id, Message.status == MessageStatus.failed)
+        .where(*conditions)
         .values(status=MessageStatus.pending, next_attempt_at=utcnow(), last_error=None)
     ).rowcount
     _log(mailing).info(

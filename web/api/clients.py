@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from notifyctl.models import ClientCreate, ClientPublic, ClientUpdate, PagePublic
-from notifyctl.services import clients
+from notifyctl.services import clients, optout
 from notifyctl.services.views import client_public, page_public
 from web.deps import Limit, Offset, SessionDep, SettingsDep
 from web.errors import ErrorBody
@@ -65,3 +65,20 @@ def delete_client(client_id: int, session: SessionDep) -> Response:
     """Its unsent messages are cancelled; what was sent stays in the statistics."""
     clients.delete_client(session=session, client_id=client_id)
     return Response(status_code=204)
+
+
+@router.post("/{client_id}/opt-out", summary="Opt a client out", responses=NOT_FOUND)
+def opt_out(client_id: int, session: SessionDep) -> ClientPublic:
+    """Only transactional mailings reach it from now on: its pending messages of other
+    mailings are cancelled (`last_error`: `opted out`), and no daemon starts a request for
+    one later than a second after this answers. Idempotent: `opted_out_at` keeps the time
+    of the first opt-out."""
+    client, _cancelled = optout.opt_out(session=session, client_id=client_id)
+    return client_public(client)
+
+
+@router.post("/{client_id}/opt-in", summary="Opt a client in again", responses=NOT_FOUND)
+def opt_in(client_id: int, session: SessionDep) -> ClientPublic:
+    """Every mailing that starts from now on may reach it; messages cancelled by its
+    opt-out stay cancelled. Idempotent."""
+    return client_public(optout.opt_in(session=session, client_id=client_id))

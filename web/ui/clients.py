@@ -1,4 +1,5 @@
-"""Client pages: a searchable, paged list; create, edit, delete; CSV import."""
+"""Client pages: a searchable, paged list; a client's page (its messages, the opt-out
+toggle); create, edit, delete; CSV import."""
 
 import codecs
 
@@ -9,13 +10,14 @@ from starlette.datastructures import UploadFile
 
 from notifyctl.errors import InvalidInput, NotifyError
 from notifyctl.models import Client, ClientCreate, ClientUpdate
-from notifyctl.services import clients, imports
+from notifyctl.services import clients, history, imports, optout
 from web.deps import SessionDep
 from web.ui.forms import FormDep, FormErrors, text
 from web.ui.templating import is_htmx, render
 
 router = APIRouter(prefix="/clients")
 PAGE_SIZE = 50
+MESSAGES_PER_PAGE = 50
 FIELDS = ("phone", "operator_code", "tag", "timezone")
 
 
@@ -154,3 +156,25 @@ def confirm_delete(request: Request, session: SessionDep, client_id: int) -> HTM
 def delete(session: SessionDep, client_id: int) -> Response:
     clients.delete_client(session=session, client_id=client_id)
     return RedirectResponse("/admin/clients", 303)
+
+
+@router.get("/{client_id}", name="ui_client")
+def show(request: Request, session: SessionDep, client_id: int, offset: int = 0) -> HTMLResponse:
+    """A client's fields, its opt-out state with the toggle, and its messages, newest first."""
+    client = clients.get_client(session=session, client_id=client_id)
+    messages = history.client_messages(
+        session=session, client_id=client_id, limit=MESSAGES_PER_PAGE, offset=max(offset, 0)
+    )
+    return render(request, "admin/client.html", {"client": client, "messages": messages})
+
+
+@router.post("/{client_id}/opt-out", name="ui_client_opt_out")
+def opt_out(session: SessionDep, client_id: int) -> Response:
+    optout.opt_out(session=session, client_id=client_id)
+    return RedirectResponse(f"/admin/clients/{client_id}", 303)
+
+
+@router.post("/{client_id}/opt-in", name="ui_client_opt_in")
+def opt_in(session: SessionDep, client_id: int) -> Response:
+    optout.opt_in(session=session, client_id=client_id)
+    return RedirectResponse(f"/admin/clients/{client_id}", 303)
