@@ -1,5 +1,7 @@
 """SMS segments of a text: encoding, length in its units, parts, on the boundary texts."""
 
+from itertools import groupby
+
 import pytest
 
 from notifyctl.services.segments import (
@@ -14,6 +16,17 @@ from notifyctl.services.segments import (
 GSM, UCS2 = Encoding.gsm7, Encoding.ucs2
 CYRILLIC = "Я"
 EMOJI = "😀"  # U+1F600: a surrogate pair in UTF-16
+
+
+def runs(text: str) -> str:
+    """A test id that says what a long text is made of: ``a*152+U+20AC+a*152``."""
+    parts = [(char, len(list(group))) for char, group in groupby(text)]
+    shown = [
+        (char if char.isascii() and char.isalnum() else f"U+{ord(char):04X}")
+        + (f"*{n}" if n > 1 else "")
+        for char, n in parts
+    ]
+    return "+".join(shown) or "empty"
 
 
 @pytest.mark.parametrize(
@@ -52,7 +65,7 @@ EMOJI = "😀"  # U+1F600: a surrogate pair in UTF-16
         # extension characters in a UCS-2 text are single code units
         (CYRILLIC + "€[]", (UCS2, 4, 1)),
     ],
-    ids=lambda v: repr(v)[:40] if isinstance(v, str) else None,
+    ids=lambda v: runs(v) if isinstance(v, str) else f"{v[0].value}:{v[1]}:{v[2]}",
 )
 def test_segments_of_boundary_texts(text, expected):
     assert count_segments(text) == SegmentCount(*expected)
