@@ -2,6 +2,7 @@
 
 import re
 import tempfile
+from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -32,6 +33,8 @@ PLACEHOLDER = re.compile(r"(?<![a-z0-9])change[-_ ]?me(?![a-z0-9])", re.IGNORECA
 MIN_SECRET_BYTES = 32
 #: The shortest login token production accepts, in characters (ours are 47).
 MIN_LOGIN_TOKEN_CHARS = 32
+#: A price per segment: digits, optionally a dot and more digits (not 1e3, -1, NaN, 1,5).
+PRICE = re.compile(r"[0-9]{1,12}(\.[0-9]{1,12})?")
 #: The daemon's metrics port unless NOTIFY_METRICS_PORT says otherwise; `up --metrics-port`.
 DEFAULT_METRICS_PORT = 8002
 
@@ -133,6 +136,11 @@ class Settings(BaseSettings):
     #: address the daemon's metrics listen on (0.0.0.0 in containers)
     metrics_host: str = "127.0.0.1"
 
+    # --- what sending costs -----------------------------------------------------------
+    #: price of one SMS segment in the operator's currency ("0.05"); unset or empty = no
+    #: costs shown
+    segment_price: Decimal | None = None
+
     # --- the daily statistics email ----------------------------------------------------
     #: SMTP server for the daily report; unset = no email
     smtp_host: str | None = None
@@ -186,6 +194,20 @@ class Settings(BaseSettings):
         if not (hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60):
             raise ValueError(f"{value!r} is not a time of day HH:MM")
         return f"{int(hours):02d}:{int(minutes):02d}"
+
+    @field_validator("segment_price", mode="before")
+    @classmethod
+    def _price(cls, value: object) -> Decimal | None:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None  # an empty variable (compose passes NOTIFY_SEGMENT_PRICE=) means unset
+        text = str(value).strip()
+        # Plain digits only: no exponent (1e999999), NaN, infinity, sign or thousands separator.
+        if not PRICE.fullmatch(text):
+            raise ValueError(
+                "not a price such as 0.05 (a non-negative decimal number with a dot, "
+                "the price of one SMS segment in your currency)"
+            )
+        return Decimal(text)
 
     @field_validator("default_timezone", "report_timezone")
     @classmethod

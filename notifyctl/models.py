@@ -7,7 +7,7 @@ Families follow the full-stack FastAPI template: ``XBase`` holds the shared fiel
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 import sqlalchemy as sa
 from pydantic import AwareDatetime, BaseModel, ConfigDict, StrictBool
@@ -193,6 +193,17 @@ class MailingUpdate(SQLModel):
     clear_window: bool = False
 
 
+class SegmentsPublic(BaseModel):
+    """How a mailing's text goes out as SMS (the rules: ``notifyctl.services.segments``)."""
+
+    encoding: Literal["GSM-7", "UCS-2"]
+    characters: int = Field(
+        description="length in the encoding's units: septets (an extension character such "
+        "as € counts 2) or UTF-16 code units (an emoji counts 2)"
+    )
+    segments: int = Field(description="SMS parts: 160/153 septets or 70/67 code units each")
+
+
 class MailingPublic(SQLModel):
     """A mailing as shown to callers."""
 
@@ -207,6 +218,33 @@ class MailingPublic(SQLModel):
     state: MailingState
     created_at: datetime
     updated_at: datetime
+    segments: SegmentsPublic
+
+
+class CostEstimatePublic(BaseModel):
+    """A cost at NOTIFY_SEGMENT_PRICE: amounts are decimal strings rounded to cents."""
+
+    price_per_segment: str = Field(schema_extra={"examples": ["0.05"]})
+    #: audience x segments x price
+    estimated: str = Field(schema_extra={"examples": ["150.00"]})
+
+
+class MailingCostPublic(CostEstimatePublic):
+    """A mailing's estimated and spent cost (``services.cost`` says how each is counted)."""
+
+    segments: int
+    audience: int
+    #: sent messages x segments x price
+    spent: str = Field(schema_extra={"examples": ["49.95"]})
+
+
+class DryRunPublic(BaseModel):
+    """What ``mailing create --dry-run --json`` prints: nothing was created."""
+
+    audience: int
+    segments: SegmentsPublic
+    #: null when NOTIFY_SEGMENT_PRICE is unset
+    cost: CostEstimatePublic | None
 
 
 # --- messages ------------------------------------------------------------------------
@@ -316,6 +354,8 @@ class MailingStatsPublic(BaseModel):
 class MailingStatsDetail(MailingStatsPublic):
     """One mailing's counts and one page of its messages (``GET /mailings/{id}/stats``)."""
 
+    #: null when NOTIFY_SEGMENT_PRICE is unset
+    cost: MailingCostPublic | None = None
     messages: list[MessagePublic]
     messages_total: int
     limit: int

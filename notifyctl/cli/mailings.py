@@ -47,26 +47,31 @@ def create(
     dry_run: bool = typer.Option(
         False,
         "--dry-run",
-        help="Check everything and print how many clients the filter matches now; create nothing.",
+        help="Check everything and print how many clients the filter matches now, with the "
+        "text's SMS segments (and the estimated cost when NOTIFY_SEGMENT_PRICE is set); "
+        "create nothing.",
     ),
     as_json: bool = typer.Option(
         False,
         "--json",
-        help='Print JSON: the new mailing (as POST /api/v1/mailings), or {"audience": N} '
-        "with --dry-run.",
+        help='Print JSON: the new mailing (as POST /api/v1/mailings), or {"audience": N, '
+        '"segments": {...}, "cost": {...} or null} with --dry-run.',
     ),
 ) -> None:
     """Create a mailing and print its id; the daemon starts it at --start.
 
-    Warns on stderr when no client matches its filter now. With --dry-run it prints the
-    number of clients the filter matches now instead, and creates nothing.
+    Says on stderr how many SMS segments its text takes, and warns when no client
+    matches its filter now. With --dry-run it prints the number of clients the filter
+    matches now instead (segments and estimated cost on stderr), and creates nothing.
 
     Example: notifyctl mailing create --name "Black Friday" --text "Sale" --start now --end now+2h
     """
     from notifyctl import render
     from notifyctl.models import MailingCreate, MailingFilter
     from notifyctl.services import validation
-    from notifyctl.services.mailings import create_mailing, dry_run_mailing, mailing_audience
+    from notifyctl.services.cost import plan_mailing
+    from notifyctl.services.mailings import create_mailing, mailing_audience
+    from notifyctl.services.segments import count_segments, describe
     from notifyctl.timeutil import parse_datetime
 
     cli = state(ctx)
@@ -82,17 +87,15 @@ def create(
     )
     with cli.session() as session:
         if dry_run:
-            audience = dry_run_mailing(session=session, mailing_in=mailing_in)
+            plan = plan_mailing(
+                session=session, mailing_in=mailing_in, price=cli.settings.segment_price
+            )
         else:
             mailing = create_mailing(session=session, mailing_in=mailing_in)
             audience = mailing_audience(session=session, mailing=mailing)
             public = _public(mailing) if as_json else None
     if dry_run:
-        if as_json:
-            render.print_json({"audience": audience})
-        else:
-            print(audience)
-        render.info(f"dry run: {audience} client(s) match the filter now; nothing was created")
+        _print_plan(plan, as_json=as_json)
         return
     if as_json:
         render.print_json(public)
@@ -103,6 +106,27 @@ def create(
             f"warning: no client matches the filter of mailing {mailing.id} now "
             f"({_describe_filter(mailing.operator_codes, mailing.tags)}); it sends nothing "
             "unless matching clients are added before it starts"
+        )
+    render.info(f"mailing {mailing.id}: {describe(count_segments(mailing.text))}")
+
+
+def _print_plan(plan, *, as_json: bool) -> None:
+    """A dry run's answer: the audience (or all of it as JSON) on stdout, the rest on stderr."""
+    from notifyctl import render
+    from notifyctl.services.segments import describe
+
+    if as_json:
+        from notifyctl.services.views import dry_run_public
+
+        render.print_json(dry_run_public(plan).model_dump(mode="json"))
+    else:
+        print(plan.audience)
+    render.info(f"dry run: {plan.audience} client(s) match the filter now; nothing was created")
+    render.info(f"text: {describe(plan.segments)}")
+    if plan.estimated is not None:
+        render.info(
+            f"estimated cost: {plan.audience} client(s) x {plan.segments.segments} "
+            f"segment(s) x {plan.price} = {plan.estimated}"
         )
 
 

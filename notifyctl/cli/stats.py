@@ -58,6 +58,7 @@ def stats(
         return
 
     from notifyctl.services import stats as service
+    from notifyctl.services.cost import mailing_cost
     from notifyctl.services.validation import message_status
 
     wanted = message_status(status) if status else None
@@ -66,10 +67,11 @@ def stats(
         page = service.list_messages(
             session=session, mailing_id=mailing_id, status=wanted, limit=limit, offset=offset
         )
+        cost = mailing_cost(session=session, stats=one, price=cli.settings.segment_price)
     if as_json:
         from notifyctl.services.views import stats_detail
 
-        render.print_json(stats_detail(one, page).model_dump(mode="json"))
+        render.print_json(stats_detail(one, page, cost).model_dump(mode="json"))
         return
     tz = cli.settings.default_timezone
     render.table(
@@ -79,6 +81,21 @@ def stats(
         ["total", *STATUS_ORDER],
         [(one.total, *(one.by_status[s] for s in STATUS_ORDER))],
     )
+    if cost is not None:
+        render.table(
+            "Cost",
+            ["price per segment", "segments", "audience", "estimated", "sent", "spent"],
+            [
+                (
+                    str(cost.price),
+                    cost.segments,
+                    cost.audience,
+                    str(cost.estimated),
+                    one.by_status["sent"],
+                    str(cost.spent),
+                )
+            ],
+        )
     render.table(
         "Messages",
         ["id", "client", "status", "attempts", "sent at", "last error"],

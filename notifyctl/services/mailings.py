@@ -19,9 +19,11 @@ from notifyctl.models import (
     Message,
     MessageStatus,
     Page,
+    SegmentsPublic,
     SendWindow,
 )
 from notifyctl.services import audience, validation
+from notifyctl.services.segments import SegmentCount, count_segments
 from notifyctl.services.state import mailing_state as mailing_state
 from notifyctl.timeutil import as_utc, utcnow
 
@@ -42,6 +44,13 @@ def to_public(mailing: Mailing, *, now: datetime | None = None) -> MailingPublic
         state=mailing_state(mailing, now=now),
         created_at=mailing.created_at,
         updated_at=mailing.updated_at,
+        segments=segments_public(count_segments(mailing.text)),
+    )
+
+
+def segments_public(count: SegmentCount) -> SegmentsPublic:
+    return SegmentsPublic(
+        encoding=count.encoding.value, characters=count.characters, segments=count.segments
     )
 
 

@@ -8,6 +8,9 @@ from notifyctl.models import (
     AttemptPublic,
     Client,
     ClientPublic,
+    CostEstimatePublic,
+    DryRunPublic,
+    MailingCostPublic,
     MailingStatsDetail,
     MailingStatsPublic,
     Message,
@@ -16,7 +19,9 @@ from notifyctl.models import (
     Page,
     PagePublic,
 )
+from notifyctl.services.cost import MailingCost, Plan
 from notifyctl.services.counts import MailingStats
+from notifyctl.services.mailings import segments_public
 from notifyctl.services.mailings import to_public as mailing_public
 
 T = TypeVar("T")
@@ -39,14 +44,34 @@ def stats_public(stats: MailingStats) -> MailingStatsPublic:
     )
 
 
-def stats_detail(stats: MailingStats, messages: Page[Message]) -> MailingStatsDetail:
+def stats_detail(
+    stats: MailingStats, messages: Page[Message], cost: MailingCost | None = None
+) -> MailingStatsDetail:
     return MailingStatsDetail(
         **stats_public(stats).model_dump(),
+        cost=cost_public(cost) if cost else None,
         messages=[message_public(m) for m in messages.items],
         messages_total=messages.total,
         limit=messages.limit,
         offset=messages.offset,
     )
+
+
+def cost_public(cost: MailingCost) -> MailingCostPublic:
+    return MailingCostPublic(
+        price_per_segment=str(cost.price),
+        estimated=str(cost.estimated),
+        segments=cost.segments,
+        audience=cost.audience,
+        spent=str(cost.spent),
+    )
+
+
+def dry_run_public(plan: Plan) -> DryRunPublic:
+    cost = None
+    if plan.price is not None and plan.estimated is not None:
+        cost = CostEstimatePublic(price_per_segment=str(plan.price), estimated=str(plan.estimated))
+    return DryRunPublic(audience=plan.audience, segments=segments_public(plan.segments), cost=cost)
 
 
 def message_detail(message: Message, attempts: list[Attempt]) -> MessageDetail:

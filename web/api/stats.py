@@ -5,10 +5,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from notifyctl.models import MailingStatsDetail, MailingStatsPublic
-from notifyctl.services import stats
+from notifyctl.services import cost, stats
 from notifyctl.services.validation import message_status
 from notifyctl.services.views import stats_detail, stats_public
-from web.deps import Limit, Offset, SessionDep
+from web.deps import Limit, Offset, SessionDep, SettingsDep
 from web.errors import ErrorBody
 
 router = APIRouter(tags=["statistics"])
@@ -28,14 +28,17 @@ def overall(session: SessionDep) -> list[MailingStatsPublic]:
 def one(
     mailing_id: int,
     session: SessionDep,
+    settings: SettingsDep,
     status: Annotated[str | None, Query(description="only messages of this status")] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> MailingStatsDetail:
-    """Counts by status, and one page of the messages (`messages_total` in all)."""
+    """Counts by status, one page of the messages (`messages_total` in all), and with
+    NOTIFY_SEGMENT_PRICE set the estimated and spent `cost` (else null)."""
     wanted = message_status(status) if status else None
     counts = stats.mailing_stats(session=session, mailing_id=mailing_id)
     page = stats.list_messages(
         session=session, mailing_id=mailing_id, status=wanted, limit=limit, offset=offset
     )
-    return stats_detail(counts, page)
+    costs = cost.mailing_cost(session=session, stats=counts, price=settings.segment_price)
+    return stats_detail(counts, page, costs)

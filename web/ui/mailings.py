@@ -1,4 +1,4 @@
-"""Mailing pages: create (with an audience preview), edit, steer, delete, inspect."""
+"""Mailing pages: create (with audience and segment previews), edit, steer, delete, inspect."""
 
 from zoneinfo import ZoneInfo
 
@@ -16,8 +16,8 @@ from notifyctl.models import (
     MessageStatus,
     SendWindow,
 )
-from notifyctl.services import audience, mailings, stats, validation
-from web.deps import SessionDep
+from notifyctl.services import audience, cost, mailings, segments, stats, validation
+from web.deps import SessionDep, SettingsDep
 from web.ui.forms import FormDep, FormErrors, local_datetime, text, words
 from web.ui.templating import is_htmx, render
 
@@ -120,8 +120,28 @@ def audience_preview(request: Request, session: SessionDep, form: FormDep) -> HT
         return render(request, "admin/_audience.html", {"count": None, "error": str(exc)})
 
 
+@router.post("/segments", name="ui_segments")
+def segments_preview(request: Request, form: FormDep) -> HTMLResponse:
+    """How many SMS segments the text being typed takes (an HTMX fragment)."""
+    typed = text(form, "text")  # stripped, as the form's text is when it is saved
+    try:
+        if typed:  # (blank: 0 segments, and no error while the field is still empty)
+            validation.text(typed)  # too long: said, not counted (it cannot be saved)
+    except InvalidInput as exc:
+        return render(request, "admin/_segments.html", {"count": None, "error": str(exc)})
+    count = segments.count_segments(typed)
+    return render(request, "admin/_segments.html", {"count": count, "error": None})
+
+
 @router.get("/{mailing_id}", name="ui_mailing")
-def show(request: Request, session: SessionDep, mailing_id: int, status: str = "", offset: int = 0):
+def show(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    mailing_id: int,
+    status: str = "",
+    offset: int = 0,
+):
     mailing = mailings.get_mailing(session=session, mailing_id=mailing_id)
     counts = stats.mailing_stats(session=session, mailing_id=mailing_id)
     wanted = validation.message_status(status) if status else None
@@ -136,6 +156,7 @@ def show(request: Request, session: SessionDep, mailing_id: int, status: str = "
         "mailing": mailing,
         "public": mailings.to_public(mailing),
         "counts": counts,
+        "cost": cost.mailing_cost(session=session, stats=counts, price=settings.segment_price),
         "timeline": stats.delivery_timeline(session=session, mailing_id=mailing_id),
         "messages": messages,
         "status": status,
