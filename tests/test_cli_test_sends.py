@@ -150,3 +150,32 @@ def test_an_unknown_mailing_exits_3_and_sends_nothing(cli, mock_api, sending_to)
     assert line.startswith("error: ")
     assert line.endswith("no mailing with id 999")
     assert mock_api.received() == []
+
+
+def test_the_api_never_sees_a_test_sends_id_again_from_the_daemon(
+    cli, db_url, mock_api, sending_to
+):
+    """Test sends before and after a mailing's messages are sent: every id reaches the
+    mock once, so none of them would be dropped as a repeat (the idempotency key)."""
+    from tests.daemon_helpers import run_worker, settings_for
+
+    sending_to(mock_api)
+    for n in range(3):
+        cli("client", "create", "--phone", f"7916000000{n}")
+    mailing_id = create(cli)
+    before = json.loads(
+        cli("mailing", "test", str(mailing_id), "--phone", "79161234567", "--json").stdout
+    )
+
+    run_worker(settings_for(db_url, mock_api))
+    after = json.loads(
+        cli("mailing", "test", str(mailing_id), "--phone", "79161234567", "--json").stdout
+    )
+
+    received = mock_api.received()
+    assert len(received) == 5
+    assert all(item["count"] == 1 and item["accepted"] == 1 for item in received)
+    stats = json.loads(cli("stats", str(mailing_id), "--json").stdout)
+    assert stats["by_status"]["sent"] == stats["total"] == 3
+    message_ids = {message["id"] for message in stats["messages"]}
+    assert {before["id"], after["id"]}.isdisjoint(message_ids)
