@@ -377,6 +377,57 @@ class PagePublic(BaseModel, Generic[T]):
     items: list[T]
 
 
+class TestSend(SQLModel, table=True):
+    """One text sent to one phone by an operator to see how it arrives (``mailing test``).
+
+    Not a message of its mailing (never in its statistics). Its id is the message id the
+    API was given, taken from the message table's own sequence so that no message ever
+    gets it (``services.test_sends``); it has no sequence of its own.
+    """
+
+    __tablename__ = "test_send"
+    __test__ = False  # (a name pytest would otherwise try to collect)
+
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    mailing_id: int = Field(
+        sa_column=Column(
+            sa.ForeignKey("mailing.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    phone: str = Field(max_length=11)
+    at: datetime = _utc_field(nullable=False, default_now=True)
+    #: the request and its answer, as for a message's attempt
+    duration_ms: float | None = None
+    http_status: int | None = None
+    response_excerpt: str | None = Field(default=None, max_length=500)
+    #: why the API did not accept it; None once accepted
+    error: str | None = Field(default=None, max_length=500)
+
+
+class TestSendCreate(SQLModel):
+    """A test send as a caller asks for it: the phone to send the mailing's text to."""
+
+    __test__ = False
+
+    phone: str = Field(schema_extra={"examples": ["+7 (916) 123-45-67"]})
+
+
+class TestSendPublic(SQLModel):
+    """A test send and the sending API's answer (``accepted`` when it took the text)."""
+
+    __test__ = False
+
+    id: int = Field(description="the message id given to the sending API (its idempotency key)")
+    mailing_id: int
+    phone: str
+    at: datetime
+    accepted: bool
+    http_status: int | None
+    response_excerpt: str | None
+    duration_ms: float | None
+    error: str | None
+
+
 class ApiToken(SQLModel, table=True):
     """A named API token for scripts; only its SHA-256 hash is stored."""
 

@@ -69,7 +69,7 @@ def indexes(engine: Engine, table: str) -> set[str]:
 def test_upgrade_keeps_every_row_with_no_name_not_transactional_not_opted_out(engine_at_0005):
     before = rows(engine_at_0005)
     upgrade(engine_at_0005)
-    assert current_revision(engine_at_0005) == HEAD_REVISION == "0007"
+    assert current_revision(engine_at_0005) == HEAD_REVISION
     after = rows(engine_at_0005)
     assert as_before(after, before) == before
     assert [(m["name"], bool(m["transactional"])) for m in after["mailing"]] == [

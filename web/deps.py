@@ -1,6 +1,7 @@
 """Dependencies shared by the routes: a database session and the caller's identity."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -33,6 +34,18 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="items per page")]
 Offset = Annotated[int, Query(ge=0, le=2**63 - 1, description="items to skip")]
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def get_session_opener(request: Request) -> Callable[[], AbstractContextManager[Session]]:
+    """Opens sessions of their own, each committed on leaving: for a route that must hold
+    no transaction while it waits (a test send's request to the sending API)."""
+    engine = request.app.state.engine
+    return lambda: session_scope(engine)
+
+
+SessionOpenerDep = Annotated[
+    Callable[[], AbstractContextManager[Session]], Depends(get_session_opener)
+]
 
 
 def get_settings(request: Request) -> Settings:

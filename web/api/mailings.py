@@ -11,11 +11,14 @@ from notifyctl.models import (
     MessageDetail,
     MessagePublic,
     PagePublic,
+    TestSendCreate,
+    TestSendPublic,
 )
-from notifyctl.services import mailings, stats
+from notifyctl.sendapi import poster
+from notifyctl.services import mailings, stats, test_sends
 from notifyctl.services.validation import message_status
 from notifyctl.services.views import mailing_public, message_detail, message_public, page_public
-from web.deps import Limit, Offset, SessionDep
+from web.deps import Limit, Offset, SessionDep, SessionOpenerDep, SettingsDep
 from web.errors import ErrorBody
 
 router = APIRouter(tags=["mailings"])
@@ -91,6 +94,24 @@ def retry_mailing(mailing_id: int, session: SessionDep) -> MailingPublic:
     """Failed messages become `pending` again, while the mailing has not ended."""
     mailings.retry_failed(session=session, mailing_id=mailing_id)
     return mailing_public(mailings.get_mailing(session=session, mailing_id=mailing_id))
+
+
+@router.post(
+    "/mailings/{mailing_id}/test",
+    summary="Send the text to one phone now (a test send)",
+    responses=NOT_FOUND | {409: {"model": ErrorBody, "description": "The phone opted out"}},
+)
+def test_mailing(
+    mailing_id: int, test_in: TestSendCreate, sessions: SessionOpenerDep, settings: SettingsDep
+) -> TestSendPublic:
+    """The mailing's current text goes to `phone` now through the sending API, once (no
+    retry, at most `NOTIFY_REQUEST_TIMEOUT` seconds), in any state of the mailing. It is no
+    message of the mailing (not in its statistics); its `id` is the message id the API
+    got, never any message's. The API's answer is the data of a 200: `accepted` false
+    with its `http_status` and `error` when it did not take the text."""
+    return test_sends.send_test(
+        open_session=sessions, mailing_id=mailing_id, phone=test_in.phone, post=poster(settings)
+    )
 
 
 @router.get(

@@ -16,8 +16,9 @@ from notifyctl.models import (
     MessageStatus,
     SendWindow,
 )
-from notifyctl.services import audience, cost, mailings, segments, stats, validation
-from web.deps import SessionDep, SettingsDep
+from notifyctl.sendapi import poster
+from notifyctl.services import audience, cost, mailings, segments, stats, test_sends, validation
+from web.deps import SessionDep, SessionOpenerDep, SettingsDep
 from web.ui.forms import FormDep, FormErrors, local_datetime, text, words
 from web.ui.templating import is_htmx, render
 
@@ -142,6 +143,15 @@ def show(
     status: str = "",
     offset: int = 0,
 ):
+    context = _page_context(session, settings, mailing_id, status=status, offset=offset)
+    section = request.query_params.get("section")
+    if is_htmx(request) and section in ("progress", "messages"):
+        return render(request, f"admin/_mailing_{section}.html", context)
+    return render(request, "admin/mailing.html", context)
+
+
+def _page_context(session, settings, mailing_id: int, *, status: str = "", offset: int = 0) -> dict:
+    """What the mailing's page shows."""
     mailing = mailings.get_mailing(session=session, mailing_id=mailing_id)
     counts = stats.mailing_stats(session=session, mailing_id=mailing_id)
     wanted = validation.message_status(status) if status else None
@@ -152,7 +162,7 @@ def show(
         limit=MESSAGES_PER_PAGE,
         offset=max(offset, 0),
     )
-    context = {
+    return {
         "mailing": mailing,
         "public": mailings.to_public(mailing),
         "counts": counts,
@@ -162,10 +172,36 @@ def show(
         "status": status,
         "statuses": [s.value for s in MessageStatus],
     }
-    section = request.query_params.get("section")
-    if is_htmx(request) and section in ("progress", "messages"):
-        return render(request, f"admin/_mailing_{section}.html", context)
-    return render(request, "admin/mailing.html", context)
+
+
+@router.post("/{mailing_id}/test", name="ui_mailing_test")
+def send_test(
+    request: Request,
+    session: SessionDep,
+    sessions: SessionOpenerDep,
+    settings: SettingsDep,
+    mailing_id: int,
+    form: FormDep,
+) -> HTMLResponse:
+    """Send the text to one phone now and show the API's answer (the "Send test" form).
+
+    An unknown mailing is the app's 404 page; a bad phone is shown next to the field.
+    No session is used until the answer is in: none holds a transaction meanwhile.
+    """
+    phone = text(form, "phone")
+    errors, result = FormErrors(), None
+    try:
+        result = test_sends.send_test(
+            open_session=sessions, mailing_id=mailing_id, phone=phone, post=poster(settings)
+        )
+    except (InvalidInput, Conflict) as exc:
+        errors.add(exc)
+    test = {"test_phone": phone, "test_result": result, "test_errors": errors}
+    if is_htmx(request):  # HTMX swaps only 2xx answers: a refusal is shown, not dropped
+        mailing = mailings.get_mailing(session=session, mailing_id=mailing_id)
+        return render(request, "admin/_test_send.html", {"mailing": mailing, **test})
+    context = _page_context(session, settings, mailing_id) | test
+    return render(request, "admin/mailing.html", context, 422 if errors else 200)
 
 
 @router.get("/{mailing_id}/edit", name="ui_mailing_edit")
