@@ -30,6 +30,7 @@ TABLES = (
     "api_token",
     "report_run",
     "admin_session",
+    "audit",
 )
 
 
