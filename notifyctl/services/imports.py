@@ -18,7 +18,7 @@ from typing import TextIO
 from sqlmodel import Session
 
 from notifyctl.errors import InvalidInput, quoted
-from notifyctl.services import validation
+from notifyctl.services import audit, validation
 from notifyctl.services.import_stores import Batch, Row, Store, store_for
 from notifyctl.timeutil import utcnow
 
@@ -118,6 +118,15 @@ def import_clients(
         return report
     session.flush()
     report.committed = True
+    if report.imported or report.updated:  # one entry for the file: its counts, no rows
+        counts = ("imported", "updated", "skipped", "rejected")
+        audit.record(
+            session=session,
+            action="imported",
+            object_type="client",
+            object_id=None,
+            changes={name: [None, getattr(report, name)] for name in counts},
+        )
     return report
 
 

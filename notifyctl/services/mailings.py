@@ -19,7 +19,7 @@ from notifyctl.models import (
     Page,
     SendWindow,
 )
-from notifyctl.services import audience, validation
+from notifyctl.services import audience, audit, validation
 from notifyctl.services.state import mailing_state as mailing_state
 from notifyctl.timeutil import as_utc, utcnow
 
@@ -86,6 +86,7 @@ def create_mailing(
     mailing = _new_mailing(mailing_in, now=now or utcnow())
     session.add(mailing)
     session.flush()
+    _record(session, "created", mailing.id, audit.diff({}, audit.snapshot(mailing)))
     _log(mailing).info(
         "mailing created: starts {start}, ends {end}, operators {ops}, tags {tags}, "
         "window {window}",
@@ -112,6 +113,12 @@ def dry_run_mailing(
     nothing is stored."""
     mailing = _new_mailing(mailing_in, now=now or utcnow())
     return mailing_audience(session=session, mailing=mailing)
+
+
+def _record(session: Session, action: str, mailing_id: int | None, changes: dict) -> None:
+    audit.record(
+        session=session, action=action, object_type="mailing", object_id=mailing_id, changes=changes
+    )
 
 
 def _log(mailing: Mailing):
@@ -146,6 +153,7 @@ def update_mailing(*, session: Session, mailing_id: int, mailing_in: MailingUpda
     """
     mailing = get_mailing(session=session, mailing_id=mailing_id)
     _refuse_if_over(mailing, "changed")
+    before = audit.snapshot(mailing)
     if mailing_in.text is not None:
         mailing.text = validation.text(mailing_in.text)
     start_at = mailing_in.start_at if mailing_in.start_at is not None else mailing.start_at
@@ -174,6 +182,8 @@ def update_mailing(*, session: Session, mailing_id: int, mailing_in: MailingUpda
             audience.drop_unmatched(session=session, mailing=mailing)
             audience.materialise(session=session, mailing=mailing)
         _reschedule_pending(session, mailing)
+    if changes := audit.diff(before, audit.snapshot(mailing)):
+        _record(session, "updated", mailing.id, changes)
     changed = sorted(mailing_in.model_dump(exclude_unset=True, exclude_defaults=True))
     _log(mailing).info("mailing updated: {fields}", fields=", ".join(changed) or "nothing")
     return mailing
@@ -195,6 +205,7 @@ def cancel_mailing(*, session: Session, mailing_id: int) -> Mailing:
     """
     mailing = get_mailing(session=session, mailing_id=mailing_id)
     _refuse_if_over(mailing, "cancelled")
+    before = audit.snapshot(mailing)
     now = utcnow()
     mailing.cancelled_at = mailing.updated_at = now
     session.add(mailing)
@@ -204,6 +215,7 @@ def cancel_mailing(*, session: Session, mailing_id: int) -> Mailing:
         .values(status=MessageStatus.cancelled, next_attempt_at=None)
     )
     session.flush()
+    _record(session, "cancelled", mailing.id, audit.diff(before, audit.snapshot(mailing)))
     _log(mailing).info("mailing cancelled: its pending messages are cancelled")
     return mailing
 
@@ -213,9 +225,11 @@ def pause_mailing(*, session: Session, mailing_id: int) -> Mailing:
     mailing = get_mailing(session=session, mailing_id=mailing_id)
     if _refuse_if_over(mailing, "paused") is MailingState.paused:
         raise Conflict(f"mailing {mailing_id} is already paused", field="state")
+    before = audit.snapshot(mailing)
     mailing.paused_at = mailing.updated_at = utcnow()
     session.add(mailing)
     session.flush()
+    _record(session, "paused", mailing.id, audit.diff(before, audit.snapshot(mailing)))
     _log(mailing).info("mailing paused")
     return mailing
 
@@ -225,11 +239,13 @@ def resume_mailing(*, session: Session, mailing_id: int) -> Mailing:
     mailing = get_mailing(session=session, mailing_id=mailing_id)
     if _refuse_if_over(mailing, "resumed") is not MailingState.paused:
         raise Conflict(f"mailing {mailing_id} is not paused", field="state")
+    before = audit.snapshot(mailing)
     mailing.paused_at = None
     mailing.updated_at = utcnow()
     session.add(mailing)
     session.flush()
     _reschedule_pending(session, mailing)
+    _record(session, "resumed", mailing.id, audit.diff(before, audit.snapshot(mailing)))
     _log(mailing).info("mailing resumed")
     return mailing
 
@@ -241,6 +257,7 @@ def retry_failed(*, session: Session, mailing_id: int) -> int:
     # until its end: only cancellation and end_at rule a retry out.
     if mailing.cancelled_at is not None or utcnow() >= mailing.end_at:
         _refuse_if_over(mailing, "retried")
+    before = audit.snapshot(mailing)
     mailing.completed_at = None
     mailing.updated_at = utcnow()
     session.add(mailing)
@@ -249,6 +266,8 @@ def retry_failed(*, session: Session, mailing_id: int) -> int:
         .where(Message.mailing_id == mailing.id, Message.status == MessageStatus.failed)
         .values(status=MessageStatus.pending, next_attempt_at=utcnow(), last_error=None)
     ).rowcount
+    changes = audit.diff(before, audit.snapshot(mailing)) | {"messages_retried": [None, retried]}
+    _record(session, "retried", mailing.id, changes)
     _log(mailing).info(
         "mailing retry: {retried} failed messages are pending again", retried=retried
     )
@@ -258,8 +277,10 @@ def retry_failed(*, session: Session, mailing_id: int) -> int:
 def delete_mailing(*, session: Session, mailing_id: int) -> None:
     """Delete a mailing with its messages and their attempts."""
     mailing = get_mailing(session=session, mailing_id=mailing_id)
+    before = audit.snapshot(mailing)
     session.delete(mailing)
     session.flush()
+    _record(session, "deleted", mailing_id, audit.diff(before, {}))
     _log(mailing).info("mailing deleted with its messages")
 
 
