@@ -17,6 +17,7 @@ from notifyctl.db import session_scope
 from notifyctl.models import Audit
 from notifyctl.services import audit
 from notifyctl.timeutil import parse_duration
+from tests.factories import add_clients, add_mailing
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -95,6 +96,27 @@ def test_a_retention_longer_than_the_calendar_deletes_nothing(db_url, engine):
     jobs = housekeeping(db_url, engine, Clock(NOW), audit_retention="3000000d")
     assert asyncio.run(jobs.prune_audit()) == 0
     assert ages_left(engine) == [4000]
+
+
+def test_the_daemons_jobs_record_activation_and_expiry_as_daemon(db_url, engine, session):
+    add_clients(session, 2)
+    start = datetime.now(UTC)
+    mailing = add_mailing(session, now=start, lasts=timedelta(minutes=5))
+    clock = Clock(start)
+    jobs = housekeeping(db_url, engine, clock)
+    asyncio.run(jobs.activate())
+    clock.current = start + timedelta(minutes=6)
+    asyncio.run(jobs.expire())
+    with session_scope(engine) as s:
+        recorded = s.execute(
+            sa.select(Audit.actor, Audit.action, Audit.object_id, Audit.at)
+            .where(Audit.actor == "daemon")
+            .order_by(Audit.id)
+        ).all()
+    assert recorded == [
+        ("daemon", "activated", mailing.id, start),
+        ("daemon", "expired", mailing.id, start + timedelta(minutes=6)),
+    ]
 
 
 def test_the_retention_setting_takes_durations_and_refuses_anything_else():
