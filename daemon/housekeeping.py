@@ -32,6 +32,8 @@ REAP_INTERVAL = 5.0  # seconds between takeovers of dead daemons' leases
 REAP_QUIET = 7.0
 REPORT_INTERVAL = 30.0  # seconds between looks at whether the daily report is due
 BACKLOG_INTERVAL = 5.0  # seconds between counts of the backlog (a metric)
+AUDIT_INTERVAL = 60.0  # seconds between looks at whether the audit log's pruning is due
+AUDIT_PRUNE_EVERY = timedelta(days=1)  # how often NOTIFY_AUDIT_RETENTION is applied
 TICK = 0.05  # seconds between looks at the schedule
 
 
@@ -59,6 +61,7 @@ class Housekeeping:
         self.mailings: dict[int, MailingSnapshot] = {}
         self._running: set[str] = set()
         self._errors = QuietErrors(log)
+        self._audit_pruned_at: datetime | None = None  #: by this daemon's clock
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -73,6 +76,8 @@ class Housekeeping:
         ]
         if self.settings.smtp_host and self.settings.report_to:
             jobs.append((REPORT_INTERVAL, "report", self._report_async))
+        if self.settings.audit_retention:
+            jobs.append((AUDIT_INTERVAL, "audit", self.prune_audit))
         for interval, name, job in jobs:
             scheduler.every(interval).seconds.do(self._spawn, name, job)
         while True:
@@ -175,6 +180,31 @@ class Housekeeping:
 
     async def backlog(self) -> None:
         self.metrics.pending.set(await self.store.backlog(list(self.mailings)))
+
+    async def prune_audit(self) -> int:
+        """Delete audit entries older than NOTIFY_AUDIT_RETENTION, once a day (counted
+        from this daemon's start: a daemon restarted daily still prunes); returns how many.
+
+        Every daemon does it: deleting what another deleted already costs one query.
+        """
+        retention, now = self.settings.audit_retention, self.clock.now()
+        if not retention or (
+            self._audit_pruned_at is not None and now - self._audit_pruned_at < AUDIT_PRUNE_EVERY
+        ):
+            return 0
+        try:
+            before = now - retention
+        except OverflowError:  # longer than the calendar goes back: nothing is that old
+            before = None
+        deleted = await self.store.prune_audit(before) if before is not None else 0
+        self._audit_pruned_at = now
+        if deleted:
+            self.log.info(
+                "audit log: {deleted} entries older than {retention} deleted",
+                deleted=deleted,
+                retention=retention,
+            )
+        return deleted
 
     async def _report_async(self) -> None:
         await asyncio.to_thread(self.report)

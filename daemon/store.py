@@ -22,7 +22,7 @@ from daemon.rules import Decision, Fate
 from notifyctl.db import session_scope
 from notifyctl.errors import StorageError
 from notifyctl.models import Mailing
-from notifyctl.services import delivery, optout, report
+from notifyctl.services import audit, delivery, optout, report
 from notifyctl.services.delivery import Claimed, MailingSnapshot, Outcome
 
 
@@ -280,6 +280,18 @@ class Store:
 
     async def any_due(self, mailing_ids: list[int], now: datetime) -> bool:
         return await self._run(self._in_session, delivery.any_due, mailing_ids=mailing_ids, now=now)
+
+    async def prune_audit(self, before: datetime) -> int:
+        """Delete the audit entries made before ``before``, a small batch per transaction
+        (no long lock on the table); returns how many."""
+        deleted = 0
+        while True:
+            batch = await self._run(
+                self._in_session, audit.prune, before=before, limit=audit.PRUNE_BATCH
+            )
+            deleted += batch
+            if batch < audit.PRUNE_BATCH:
+                return deleted
 
     # --- the daily report -------------------------------------------------------------
 

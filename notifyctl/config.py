@@ -2,6 +2,7 @@
 
 import re
 import tempfile
+from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
@@ -12,7 +13,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from notifyctl.timeutil import zone_name
+from notifyctl.timeutil import parse_duration, zone_name
 
 APP_NAME = "notifyctl"
 
@@ -158,6 +159,11 @@ class Settings(BaseSettings):
     #: the timezone of report_time and of the report's dates; unset = NOTIFY_DEFAULT_TIMEZONE
     report_timezone: str | None = None
 
+    # --- the audit log ---------------------------------------------------------------
+    #: how long audit entries are kept ("365d"; s, m, h or d), pruned by the daemon once
+    #: a day; 0 or unset = forever
+    audit_retention: timedelta | None = None
+
     # --- sign-in through an OpenID Connect provider ------------------------------------
     #: the provider's issuer URL (its /.well-known/openid-configuration is read); unset = off
     oidc_issuer: str | None = None
@@ -208,6 +214,15 @@ class Settings(BaseSettings):
                 "the price of one SMS segment in your currency)"
             )
         return Decimal(text)
+
+    @field_validator("audit_retention", mode="before")
+    @classmethod
+    def _period(cls, value: object) -> timedelta | None:
+        """``365d``, ``12h``, ``30m``, ``45s``; ``0`` (or nothing) keeps forever: None."""
+        if value is None or isinstance(value, timedelta):
+            return value or None
+        text = str(value)
+        return (parse_duration(text) or None) if text.strip() else None
 
     @field_validator("default_timezone", "report_timezone")
     @classmethod

@@ -20,10 +20,13 @@ if TYPE_CHECKING:  # (imported where a session is made: `stats` runs without the
     from sqlmodel import Session
 
 #: The newest migration; ``tests/test_migrations.py`` checks it against the scripts.
-HEAD_REVISION = "0008"
+HEAD_REVISION = "0009"
 MIGRATION_LOCK = 7_245_310_911  # pg_advisory lock key held while migrating
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000  # milliseconds a writer waits for the lock
+#: Key of ``Session.info`` naming who acts in the session ("cli:ana", "token:deploy",
+#: "daemon"): front ends set it when they open the session, the audit log reads it.
+ACTOR = "actor"
 
 
 def normalise_url(url: str) -> str:
@@ -227,11 +230,14 @@ def ensure_schema(engine: Engine) -> None:
 
 
 @contextmanager
-def session_scope(engine: Engine) -> Iterator["Session"]:
-    """A session that commits on success and rolls back on any error."""
+def session_scope(engine: Engine, *, actor: str | None = None) -> Iterator["Session"]:
+    """A session that commits on success and rolls back on any error.
+
+    ``actor`` is who the changes made in it are recorded for (``services.audit``).
+    """
     from sqlmodel import Session
 
-    with Session(engine, expire_on_commit=False) as session:
+    with Session(engine, expire_on_commit=False, info={ACTOR: actor}) as session:
         try:
             yield session
             session.commit()

@@ -495,3 +495,45 @@ class Page(Generic[T]):
     limit: int
     offset: int
     items: list[T]
+
+
+# --- the audit log -------------------------------------------------------------------
+
+
+class Audit(SQLModel, table=True):
+    """One change and who made it: ``changes`` maps each field to ``[old, new]``.
+
+    ``object_id`` carries no foreign key: the entries of a deleted client or mailing stay.
+    """
+
+    __table_args__ = (
+        # `audit --mailing 3` / `--client 7`, newest first; and the plain listing, pruning.
+        sa.Index("ix_audit_object", "object_type", "object_id", "at"),
+        sa.Index("ix_audit_at", "at"),
+        NEVER_REUSE_IDS,
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _utc_field(nullable=False, default_now=True)
+    #: cli:<os user>, token:<api token name>, login-token, oidc:<email or subject>, daemon
+    actor: str = Field(max_length=400)
+    action: str = Field(max_length=32)  #: created, updated, deleted, paused, activated…
+    object_type: str = Field(max_length=32)  #: client, mailing, api_token
+    object_id: int | None = None  #: None for an import (it touches many clients)
+    changes: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class AuditPublic(SQLModel):
+    """An entry of the audit log as shown to callers (``GET /audit``, ``audit --json``)."""
+
+    id: int
+    at: datetime
+    actor: str = Field(schema_extra={"examples": ["token:deploy-script"]})
+    action: str = Field(schema_extra={"examples": ["updated"]})
+    object_type: str = Field(schema_extra={"examples": ["mailing"]})
+    object_id: int | None = Field(schema_extra={"examples": [3]})
+    changes: dict[str, list] = Field(
+        description="field -> [old, new]: the new values for a creation, the old ones "
+        "for a deletion, counts as [null, n]",
+        schema_extra={"examples": [{"text": ["Sale", "Sale: -30%"], "tags": [[], ["vip"]]}]},
+    )

@@ -119,3 +119,24 @@ def parse_hhmm(text: str, *, field: str) -> time:
     if not match:
         raise InvalidInput(f"{quoted(text)} is not a time of day as HH:MM", field=field)
     return time(int(match["h"]), int(match["m"]))
+
+
+_DURATION = re.compile(r"^(?P<n>[0-9]+)\s*(?P<unit>[smhd])?$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse a period such as ``365d``, ``12h``, ``30m`` or ``45s`` (``0`` needs no unit).
+
+    Raises ValueError saying what is expected (settings report it with their variable).
+    """
+    match = _DURATION.match(text.strip().lower())
+    if match is None or (match["unit"] is None and int(match["n"]) != 0):
+        raise ValueError(
+            f"{quoted(text)} is not a duration such as 365d, 12h, 30m or 45s (0: forever)"
+        )
+    if match["unit"] is None:
+        return timedelta(0)
+    try:
+        return timedelta(**{_UNITS[match["unit"]]: int(match["n"])})
+    except (OverflowError, ValueError):  # (ValueError: more digits than int() takes)
+        raise ValueError(f"{quoted(text)} is longer than any calendar holds") from None

@@ -31,6 +31,7 @@ TABLES = (
     "report_run",
     "admin_session",
     "test_send",
+    "audit",
 )
 
 

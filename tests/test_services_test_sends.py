@@ -249,7 +249,7 @@ def test_an_upgrade_keeps_test_send_ids_out_of_the_next_messages(tmp_path, sqlit
     path = tmp_path / "old.db"
     shutil.copy(sqlite_template, path)
     engine = make_engine(f"sqlite:///{path}")
-    alembic(engine, "downgrade", "0008")  # (the test sends' revision: no-op while it is the head)
+    alembic(engine, "downgrade", "0008")  # (the test sends' revision, below the audit log)
     with Session(engine) as session:
         add_clients(session, 2)
         mailing = add_mailing(session)

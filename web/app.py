@@ -12,7 +12,7 @@ from notifyctl import __version__
 from notifyctl.config import Settings, get_settings
 from notifyctl.db import current_revision, ensure_schema, make_engine
 from web import docs, errors, limits, metrics, ui
-from web.api import clients, mailings, stats
+from web.api import audit, clients, mailings, stats
 from web.deps import require_caller
 from web.oidc import OidcVerifier
 from web.ui.headers import SecurityHeaders
@@ -67,7 +67,7 @@ def create_app(
             }
         },
     )
-    for module in (clients, mailings, stats):
+    for module in (clients, mailings, stats, audit):
         api.include_router(module.router)
     app.include_router(api)
 

@@ -22,8 +22,14 @@ bearer = HTTPBearer(
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """A session committed when the route returns, rolled back if it raises."""
-    with session_scope(request.app.state.engine) as session:
+    """A session committed when the route returns, rolled back if it raises.
+
+    Its changes are recorded in the audit log for the caller that the route's router
+    let in (``require_caller`` for the REST API, the admin UI's ``current_user``): router
+    dependencies are solved before a route's own, so ``request.state.actor`` is set.
+    """
+    actor = getattr(request.state, "actor", None)
+    with session_scope(request.app.state.engine, actor=actor) as session:
         yield session
 
 
@@ -57,9 +63,11 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: the name of their API token, or "login" for the login token."""
+    """Who is calling: the name of their API token, or "login" for the login token;
+    ``actor`` names them in the audit log."""
 
     name: str
+    actor: str
 
 
 def require_caller(
@@ -69,26 +77,34 @@ def require_caller(
     """Refuse anonymous callers (401) and unknown or revoked tokens."""
     known = getattr(request.state, "caller", None)
     if isinstance(known, Caller):  # web.limits checked the token before the body was read
+        request.state.actor = known.actor
         return known
     refusal = getattr(request.state, "refusal", None)
     if isinstance(refusal, Exception):  # …and refused it
         raise refusal
+    caller = _identify(request, credentials)
+    request.state.actor = caller.actor
+    return caller
+
+
+def _identify(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise _unauthorised("a bearer token is required")
     presented = credentials.credentials
     login = request.app.state.login_token
     if login and same_secret(presented, login):
-        return Caller("login")
+        return Caller("login", actor="login-token")
     verifier = request.app.state.oidc
     if verifier is not None and looks_like_jwt(presented):
         claims = verifier.verify(presented)
         if claims is not None:
-            return Caller(f"oidc:{claims.get('email') or claims['sub']}")
+            name = f"oidc:{claims.get('email') or claims['sub']}"
+            return Caller(name, actor=name)
         raise _unauthorised("invalid, expired or foreign JWT")
     with session_scope(request.app.state.engine) as session:
         token = verify_token(session=session, plain=presented)
         if token is not None:
-            return Caller(token.name)
+            return Caller(token.name, actor=f"token:{token.name}")
     raise _unauthorised("unknown or revoked token")
 
 

@@ -7,7 +7,17 @@ inside its commands, so that ``notifyctl --help`` starts fast.
 import typer
 
 from notifyctl import __version__
-from notifyctl.cli import clients, database, logs, mailings, report, servers, stats, tokens
+from notifyctl.cli import (
+    audit,
+    clients,
+    database,
+    logs,
+    mailings,
+    report,
+    servers,
+    stats,
+    tokens,
+)
 from notifyctl.cli.command import NotifyTyper
 from notifyctl.cli.context import state
 
@@ -32,6 +42,7 @@ app.command("api")(servers.api)
 app.add_typer(tokens.app, name="token")
 app.command("logs")(logs.logs)
 app.add_typer(report.app, name="report")
+app.command("audit")(audit.audit)
 
 
 def _version(value: bool) -> None:

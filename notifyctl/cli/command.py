@@ -43,6 +43,8 @@ OPTION_OF_FIELD = {
     "send_window": "--window",
     "send_window.start": "--window",
     "send_window.end": "--window",
+    "mailing_id": "--mailing",
+    "client_id": "--client",
 }
 
 

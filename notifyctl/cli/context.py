@@ -1,5 +1,6 @@
 """What every command shares: settings (with ``--db``), the engine, messages, confirmation."""
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,9 +53,10 @@ class CliState:
 
     @contextmanager
     def session(self) -> Iterator["Session"]:
+        """A session whose changes the audit log records as made by ``actor()``."""
         from notifyctl.db import session_scope
 
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, actor=actor()) as session:
             yield session
 
     @contextmanager
@@ -65,6 +67,19 @@ class CliState:
 
         with connection_scope(self.engine) as connection:
             yield connection
+
+
+def actor() -> str:
+    """Who runs this command, for the audit log: ``cli:`` and the operating system's user
+    name (as the environment gives it, like ``whoami``: the CLI holds the database URL
+    and could write anything; this says who, it does not prove it)."""
+    import getpass
+
+    try:
+        name = getpass.getuser()
+    except (OSError, KeyError):  # no LOGNAME/USER and no passwd entry (a bare container)
+        name = f"uid-{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    return f"cli:{name}"
 
 
 def state(ctx: typer.Context) -> CliState:

@@ -7,7 +7,7 @@ from sqlmodel import Session
 
 from notifyctl.errors import Conflict, NotFound
 from notifyctl.models import Client, ClientCreate, ClientUpdate, Message, MessageStatus, Page
-from notifyctl.services import validation
+from notifyctl.services import audit, validation
 from notifyctl.timeutil import utcnow
 
 
@@ -37,6 +37,7 @@ def create_client(*, session: Session, client_in: ClientCreate, default_timezone
     _ensure_phone_free(session, phone)
     session.add(client)
     _flush_unique(session, phone)
+    _record(session, "created", client.id, audit.diff({}, audit.snapshot(client)))
     logger.bind(client_id=client.id).info(
         "client created: operator {operator_code}, tag {tag!r}, timezone {timezone}",
         operator_code=client.operator_code,
@@ -49,6 +50,7 @@ def create_client(*, session: Session, client_in: ClientCreate, default_timezone
 def update_client(*, session: Session, client_id: int, client_in: ClientUpdate) -> Client:
     """Change the given fields; a new phone without an operator re-derives the operator."""
     client = get_client(session=session, client_id=client_id)
+    before = audit.snapshot(client)
     if client_in.phone is not None:
         phone = validation.normalise_phone(client_in.phone)
         if phone != client.phone:
@@ -65,6 +67,8 @@ def update_client(*, session: Session, client_id: int, client_in: ClientUpdate) 
     client.updated_at = utcnow()
     session.add(client)
     _flush_unique(session, client.phone)
+    if changes := audit.diff(before, audit.snapshot(client)):
+        _record(session, "updated", client.id, changes)
     changed = sorted(client_in.model_dump(exclude_none=True))
     logger.bind(client_id=client.id).info("client updated: {fields}", fields=", ".join(changed))
     return client
@@ -81,8 +85,10 @@ def delete_client(*, session: Session, client_id: int) -> int:
         .where(Message.client_id == client_id, Message.status == MessageStatus.pending)
         .values(status=MessageStatus.cancelled, next_attempt_at=None)
     ).rowcount
+    before = audit.snapshot(client)
     session.delete(client)
     session.flush()
+    _record(session, "deleted", client_id, audit.diff(before, {}))
     logger.bind(client_id=client_id).info(
         "client deleted: {cancelled} of its pending messages cancelled", cancelled=cancelled
     )
@@ -115,6 +121,12 @@ def list_clients(
         select(Client).where(*conditions).order_by(Client.id).limit(limit).offset(offset)
     ).scalars()
     return Page(total=total, limit=limit, offset=offset, items=list(rows))
+
+
+def _record(session: Session, action: str, client_id: int | None, changes: dict) -> None:
+    audit.record(
+        session=session, action=action, object_type="client", object_id=client_id, changes=changes
+    )
 
 
 def _flush_unique(session: Session, phone: str) -> None:

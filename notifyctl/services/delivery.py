@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from notifyctl.db import locked, upsert_insert
 from notifyctl.models import Attempt, Client, Mailing, Message, MessageStatus, Throttle
-from notifyctl.services import audience, optout
+from notifyctl.services import audience, audit, optout
 
 MESSAGE = Message.__table__
 ATTEMPT = Attempt.__table__
@@ -106,7 +106,24 @@ def activate(*, session: Session, mailing: Mailing, now: datetime) -> int:
     """Materialise the audience of ``mailing`` and mark it activated; returns messages made."""
     created = audience.materialise(session=session, mailing=mailing, now=now)
     session.execute(sa.update(MAILING).where(MAILING.c.id == mailing.id).values(activated_at=now))
+    changes = {"activated_at": [None, now], "messages_created": [None, created]}
+    _record(session, "activated", mailing.id, changes, now=now)
     return created
+
+
+def _record(
+    session: Session, action: str, mailing_id: int, changes: dict, *, now: datetime
+) -> None:
+    """An entry of the audit log for the daemon's own change of a mailing."""
+    audit.record(
+        session=session,
+        action=action,
+        object_type="mailing",
+        object_id=mailing_id,
+        changes=changes,
+        actor=audit.DAEMON,
+        at=now,
+    )
 
 
 def audience_timezones(*, session: Session, mailing_id: int) -> list[str]:
@@ -467,11 +484,28 @@ def expire_ended(*, session: Session, now: datetime) -> dict[int, int]:
             .where(MESSAGE.c.mailing_id == mailing.id, MESSAGE.c.status == MessageStatus.sending)
         ).scalar_one()
         if not in_flight:
-            session.execute(
-                sa.update(MAILING).where(MAILING.c.id == mailing.id).values(completed_at=now)
-            )
+            # (only if no other daemon completed it meanwhile: one entry in the audit log)
+            completed = session.execute(
+                sa.update(MAILING)
+                .where(MAILING.c.id == mailing.id, MAILING.c.completed_at.is_(None))
+                .values(completed_at=now)
+            ).rowcount
             expired[mailing.id] = count
+            if completed:
+                changes = {
+                    "completed_at": [None, now],
+                    "messages_expired": [None, _count(session, mailing.id, MessageStatus.expired)],
+                }
+                _record(session, "expired", mailing.id, changes, now=now)
     return expired
+
+
+def _count(session: Session, mailing_id: int, status: MessageStatus) -> int:
+    return session.execute(
+        sa.select(sa.func.count())
+        .select_from(MESSAGE)
+        .where(MESSAGE.c.mailing_id == mailing_id, MESSAGE.c.status == status)
+    ).scalar_one()
 
 
 def cancel_leftovers(*, session: Session) -> int:
@@ -503,7 +537,17 @@ def complete_done(*, session: Session, now: datetime) -> list[int]:
     )
     ids = list(session.execute(candidates).scalars())
     if ids:
-        session.execute(sa.update(MAILING).where(MAILING.c.id.in_(ids)).values(completed_at=now))
+        # (those another daemon completed meanwhile are not returned: one audit entry each)
+        ids = list(
+            session.execute(
+                sa.update(MAILING)
+                .where(MAILING.c.id.in_(ids), MAILING.c.completed_at.is_(None))
+                .values(completed_at=now)
+                .returning(MAILING.c.id)
+            ).scalars()
+        )
+        for mailing_id in ids:
+            _record(session, "completed", mailing_id, {"completed_at": [None, now]}, now=now)
     return ids
 
 

@@ -25,7 +25,7 @@ from sqlmodel import Session
 
 from notifyctl.errors import InvalidInput, quoted
 from notifyctl.models import Client, Message
-from notifyctl.services import optout, validation
+from notifyctl.services import audit, optout, validation
 from notifyctl.services.import_stores import Batch, Row, Store, store_for
 from notifyctl.timeutil import utcnow
 
@@ -128,6 +128,15 @@ def import_clients(
         return report
     session.flush()
     report.committed = True
+    if report.imported or report.updated:  # one entry for the file: its counts, no rows
+        counts = ("imported", "updated", "skipped", "rejected")
+        audit.record(
+            session=session,
+            action="imported",
+            object_type="client",
+            object_id=None,
+            changes={name: [None, getattr(report, name)] for name in counts},
+        )
     return report
 
 

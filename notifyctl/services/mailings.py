@@ -22,7 +22,7 @@ from notifyctl.models import (
     SegmentsPublic,
     SendWindow,
 )
-from notifyctl.services import audience, validation
+from notifyctl.services import audience, audit, validation
 from notifyctl.services.segments import SegmentCount, count_segments
 from notifyctl.services.state import mailing_state as mailing_state
 from notifyctl.timeutil import as_utc, utcnow
@@ -101,6 +101,7 @@ def create_mailing(
     mailing = _new_mailing(mailing_in, now=now or utcnow())
     session.add(mailing)
     session.flush()
+    _record(session, "created", mailing.id, audit.diff({}, audit.snapshot(mailing)))
     _log(mailing).info(
         "mailing created: starts {start}, ends {end}, operators {ops}, tags {tags}, "
         "window {window}, transactional {transactional}",
@@ -131,6 +132,12 @@ def dry_run_mailing(
     nothing is stored."""
     mailing = _new_mailing(mailing_in, now=now or utcnow())
     return mailing_audience(session=session, mailing=mailing)
+
+
+def _record(session: Session, action: str, mailing_id: int | None, changes: dict) -> None:
+    audit.record(
+        session=session, action=action, object_type="mailing", object_id=mailing_id, changes=changes
+    )
 
 
 def _log(mailing: Mailing):
@@ -171,6 +178,7 @@ def update_mailing(*, session: Session, mailing_id: int, mailing_in: MailingUpda
     else:
         mailing = get_mailing(session=session, mailing_id=mailing_id)
     _refuse_if_over(mailing, "changed")
+    before = audit.snapshot(mailing)
     if flag is not None and flag != mailing.transactional:
         if mailing.activated_at is not None:
             raise Conflict(
@@ -209,6 +217,8 @@ def update_mailing(*, session: Session, mailing_id: int, mailing_in: MailingUpda
             audience.drop_unmatched(session=session, mailing=mailing)
             audience.materialise(session=session, mailing=mailing)
         _reschedule_pending(session, mailing)
+    if changes := audit.diff(before, audit.snapshot(mailing)):
+        _record(session, "updated", mailing.id, changes)
     changed = set(mailing_in.model_dump(exclude_unset=True, exclude_defaults=True))
     changed |= {"name"} & mailing_in.model_fields_set
     _log(mailing).info("mailing updated: {fields}", fields=", ".join(sorted(changed)) or "nothing")
@@ -244,6 +254,7 @@ def cancel_mailing(*, session: Session, mailing_id: int) -> Mailing:
     """
     mailing = get_mailing(session=session, mailing_id=mailing_id)
     _refuse_if_over(mailing, "cancelled")
+    before = audit.snapshot(mailing)
     now = utcnow()
     mailing.cancelled_at = mailing.updated_at = now
     session.add(mailing)
@@ -253,6 +264,7 @@ def cancel_mailing(*, session: Session, mailing_id: int) -> Mailing:
         .values(status=MessageStatus.cancelled, next_attempt_at=None)
     )
     session.flush()
+    _record(session, "cancelled", mailing.id, audit.diff(before, audit.snapshot(mailing)))
     _log(mailing).info("mailing cancelled: its pending messages are cancelled")
     return mailing
 
@@ -262,9 +274,11 @@ def pause_mailing(*, session: Session, mailing_id: int) -> Mailing:
     mailing = get_mailing(session=session, mailing_id=mailing_id)
     if _refuse_if_over(mailing, "paused") is MailingState.paused:
         raise Conflict(f"mailing {mailing_id} is already paused", field="state")
+    before = audit.snapshot(mailing)
     mailing.paused_at = mailing.updated_at = utcnow()
     session.add(mailing)
     session.flush()
+    _record(session, "paused", mailing.id, audit.diff(before, audit.snapshot(mailing)))
     _log(mailing).info("mailing paused")
     return mailing
 
@@ -274,11 +288,13 @@ def resume_mailing(*, session: Session, mailing_id: int) -> Mailing:
     mailing = get_mailing(session=session, mailing_id=mailing_id)
     if _refuse_if_over(mailing, "resumed") is not MailingState.paused:
         raise Conflict(f"mailing {mailing_id} is not paused", field="state")
+    before = audit.snapshot(mailing)
     mailing.paused_at = None
     mailing.updated_at = utcnow()
     session.add(mailing)
     session.flush()
     _reschedule_pending(session, mailing)
+    _record(session, "resumed", mailing.id, audit.diff(before, audit.snapshot(mailing)))
     _log(mailing).info("mailing resumed")
     return mailing
 
@@ -290,6 +306,7 @@ def retry_failed(*, session: Session, mailing_id: int) -> int:
     # until its end: only cancellation and end_at rule a retry out.
     if mailing.cancelled_at is not None or utcnow() >= mailing.end_at:
         _refuse_if_over(mailing, "retried")
+    before = audit.snapshot(mailing)
     mailing.completed_at = None
     mailing.updated_at = utcnow()
     session.add(mailing)
@@ -302,6 +319,8 @@ def retry_failed(*, session: Session, mailing_id: int) -> int:
         .where(*conditions)
         .values(status=MessageStatus.pending, next_attempt_at=utcnow(), last_error=None)
     ).rowcount
+    changes = audit.diff(before, audit.snapshot(mailing)) | {"messages_retried": [None, retried]}
+    _record(session, "retried", mailing.id, changes)
     _log(mailing).info(
         "mailing retry: {retried} failed messages are pending again", retried=retried
     )
@@ -311,8 +330,10 @@ def retry_failed(*, session: Session, mailing_id: int) -> int:
 def delete_mailing(*, session: Session, mailing_id: int) -> None:
     """Delete a mailing with its messages and their attempts."""
     mailing = get_mailing(session=session, mailing_id=mailing_id)
+    before = audit.snapshot(mailing)
     session.delete(mailing)
     session.flush()
+    _record(session, "deleted", mailing_id, audit.diff(before, {}))
     _log(mailing).info("mailing deleted with its messages")
 
 

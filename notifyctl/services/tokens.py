@@ -9,7 +9,7 @@ from sqlmodel import Session
 
 from notifyctl.errors import Conflict, InvalidInput, NotFound
 from notifyctl.models import ApiToken
-from notifyctl.services import validation
+from notifyctl.services import audit, validation
 from notifyctl.timeutil import utcnow
 
 PREFIX = "nfy_"  # makes a leaked token easy to recognise (and to scan for)
@@ -46,6 +46,7 @@ def create_token(*, session: Session, name: str) -> tuple[ApiToken, str]:
     token = ApiToken(name=name, token_hash=hash_token(plain))
     session.add(token)
     session.flush()
+    _record(session, "created", token, audit.diff({}, audit.snapshot(token)))
     return token, plain
 
 
@@ -63,7 +64,17 @@ def revoke_token(*, session: Session, name: str) -> ApiToken:
     token.revoked_at = utcnow()
     session.add(token)
     session.flush()
+    # The name, unchanged, too: tokens are known by their names, not their ids.
+    _record(
+        session, "revoked", token, {"name": [name, name], "revoked_at": [None, token.revoked_at]}
+    )
     return token
+
+
+def _record(session: Session, action: str, token: ApiToken, changes: dict) -> None:
+    audit.record(
+        session=session, action=action, object_type="api_token", object_id=token.id, changes=changes
+    )
 
 
 def verify_token(*, session: Session, plain: str) -> ApiToken | None:

@@ -6,6 +6,8 @@ from typing import TypeVar
 from notifyctl.models import (
     Attempt,
     AttemptPublic,
+    Audit,
+    AuditPublic,
     Client,
     ClientPublic,
     CostEstimatePublic,
@@ -32,6 +34,10 @@ __all__ = ["mailing_public"]
 
 def client_public(client: Client) -> ClientPublic:
     return ClientPublic.model_validate(client, from_attributes=True)
+
+
+def audit_public(entry: Audit) -> AuditPublic:
+    return AuditPublic.model_validate(entry, from_attributes=True)
 
 
 def message_public(message: Message) -> MessagePublic:

@@ -16,7 +16,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from notifyctl.config import Settings
 from notifyctl.services.tokens import new_secret
-from web.ui import auth, clients, dashboard, mailings
+from web.ui import audit, auth, clients, dashboard, mailings
 from web.ui.templating import make_templates
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -45,7 +45,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.mount("/admin/static", StaticFiles(directory=STATIC), name="static")
 
     pages = APIRouter(dependencies=[Depends(auth.current_user), Depends(auth.check_csrf)])
-    for module in (dashboard, mailings, clients):
+    for module in (dashboard, mailings, clients, audit):
         pages.include_router(module.router)
     app.include_router(auth.router, prefix="/admin", include_in_schema=False)
     app.include_router(pages, prefix="/admin", include_in_schema=False)

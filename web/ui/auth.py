@@ -11,6 +11,7 @@ checked on every request, ended by "Log out") and holds the CSRF token every for
 
 import secrets
 from datetime import timedelta
+from functools import partial
 from typing import Annotated
 from urllib.parse import quote
 
@@ -82,7 +83,17 @@ def current_user(request: Request) -> str:
     if user is None:
         request.session.clear()  # an ended session's cookie is dropped, not kept around
         raise LoginRequired
+    # Who the audit log names for this page's changes (web.deps.get_session reads it).
+    request.state.actor = request.session.get("actor") or _actor_of(user)
     return user
+
+
+LOGIN_LINK_USER = "admin (login link)"  #: the user name of a sign-in by the login link
+
+
+def _actor_of(user: str) -> str:
+    """The audit log's name for a user signed in before sessions carried one."""
+    return "login-token" if user == LOGIN_LINK_USER else f"oidc:{user}"
 
 
 UserDep = Annotated[str, Depends(current_user)]
@@ -109,7 +120,7 @@ async def check_csrf(request: Request) -> None:
         raise CsrfRefused
 
 
-def _start_session(request: Request, user: str) -> None:
+def _start_session(request: Request, user: str, *, actor: str) -> None:
     """Store a new server-side session and put its id in a fresh cookie (blocking I/O).
 
     A session this browser held before ends here: a copy of its cookie must not outlive
@@ -123,6 +134,7 @@ def _start_session(request: Request, user: str) -> None:
     request.session.clear()  # a new session on sign-in: no fixation
     request.session["sid"] = session_id
     request.session["user"] = user  # shown in the page header
+    request.session["actor"] = actor  # in the audit log (the cookie is signed)
     csrf_token(request)
     logger.info("admin sign-in: {user}", user=user)
 
@@ -142,7 +154,7 @@ def login(request: Request, token: str | None = None, next: str | None = None) -
     error = None
     if token is not None:
         if oauth is None and login_token and same_secret(token, login_token):
-            _start_session(request, "admin (login link)")
+            _start_session(request, LOGIN_LINK_USER, actor="login-token")
             return RedirectResponse(_safe_next(next), 303)
         error = "That login link is not valid. The server prints a new one each time it starts."
     return _login_page(request, error=error, status=401 if error else 200, next=_safe_next(next))
@@ -209,7 +221,8 @@ async def callback(request: Request) -> Response:
         logger.info("sign-in refused: {sub} is not an allowed user", sub=claims.get("sub"))
         return _refused(request, "Your account is not allowed to use this admin UI.", 403)
     target = request.session.get("next")
-    await run_in_threadpool(_start_session, request, str(claims.get("email") or claims["sub"]))
+    user = str(claims.get("email") or claims["sub"])
+    await run_in_threadpool(partial(_start_session, request, user, actor=f"oidc:{user}"))
     return RedirectResponse(_safe_next(target), 303)
 
 
