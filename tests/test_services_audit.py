@@ -380,3 +380,22 @@ def test_prune_deletes_entries_before_the_cutoff_a_batch_at_a_time(engine):
     with session_scope(engine) as session:
         assert audit.prune(session=session, before=cutoff, limit=2) == 1
     assert [e.object_id for e in entries(engine)] == [4, 5]
+
+
+def test_an_opt_out_and_an_opt_in_are_recorded_once_each(engine):
+    from notifyctl.services import optout
+
+    client = new_client(engine)
+    at = datetime(2027, 1, 2, 3, 4, 5, tzinfo=UTC)
+    for _ in range(2):  # (the second opt-out changes nothing: no second entry)
+        with session_scope(engine, actor="token:crm") as session:
+            optout.opt_out(session=session, client_id=client.id, now=at)
+    with session_scope(engine, actor="login-token") as session:
+        optout.opt_in(session=session, client_id=client.id)
+    assert summary(engine)[1:] == [
+        ("token:crm", "opted_out", "client", client.id),
+        ("login-token", "opted_in", "client", client.id),
+    ]
+    opted_out, opted_in = entries(engine)[1:]
+    assert opted_out.changes == {"opted_out_at": [None, at.isoformat()]}
+    assert opted_in.changes == {"opted_out_at": [at.isoformat(), None]}

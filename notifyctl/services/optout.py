@@ -20,6 +20,7 @@ from loguru import logger
 from sqlmodel import Session
 
 from notifyctl.models import Client, Mailing, Message, MessageStatus
+from notifyctl.services import audit
 from notifyctl.services.clients import get_client
 from notifyctl.timeutil import utcnow
 
@@ -42,9 +43,11 @@ def opt_out(*, session: Session, client_id: int, now: datetime | None = None) ->
     """
     client = get_client(session=session, client_id=client_id)
     if client.opted_out_at is None:
+        before = audit.snapshot(client)
         client.opted_out_at = client.updated_at = now or utcnow()
         session.add(client)
         session.flush()
+        _record(session, "opted_out", client, before)
     cancelled = cancel_pending(session=session, of_clients=Message.client_id == client.id)
     logger.bind(client_id=client.id).info(
         "client opted out: {cancelled} pending messages of non-transactional mailings cancelled",
@@ -60,12 +63,25 @@ def opt_in(*, session: Session, client_id: int, now: datetime | None = None) -> 
     """
     client = get_client(session=session, client_id=client_id)
     if client.opted_out_at is not None:
+        before = audit.snapshot(client)
         client.opted_out_at = None
         client.updated_at = now or utcnow()
         session.add(client)
         session.flush()
+        _record(session, "opted_in", client, before)
         logger.bind(client_id=client.id).info("client opted in")
     return client
+
+
+def _record(session: Session, action: str, client: Client, before: dict) -> None:
+    """The audit log's entry of an opt-out or opt-in (``opted_out_at``: [old, new])."""
+    audit.record(
+        session=session,
+        action=action,
+        object_type="client",
+        object_id=client.id,
+        changes=audit.diff(before, audit.snapshot(client)),
+    )
 
 
 def cancel_pending(*, session: Session, of_clients: sa.ColumnElement[bool]) -> int:
