@@ -2,8 +2,8 @@
 
 ``python -m tests.at_other_hours`` runs ``pytest -m clock`` once per moment in ``MOMENTS``,
 each in a process whose wall clock says that moment (and runs on from it); ``make test``
-does so after the normal run. The moments are chosen to be hostile: around UTC midnight,
-before 05:00 UTC, on a DST change, at New Year, on a 29 February. Other moments and other
+does so after the normal run. The moments are chosen to be hostile: before 05:00 UTC on a
+DST change, across UTC midnight at New Year, on a 29 February. Other moments and other
 pytest arguments can be given::
 
     python -m tests.at_other_hours --at 2027-06-30T23:59:00Z -- tests/test_report.py -q
@@ -25,11 +25,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 #: (moment, why it is hostile). Each adds one ``pytest -m clock`` run (a few seconds).
+#: Three, each about a minute: the suite's 15 minutes allow no more. (Dropped when the
+#: suite grew: 2027-01-12 23:59 UTC, a midnight the New Year's Eve moment also crosses,
+#: and 2027-03-14 02:10 UTC, the US DST day, which the DST tables of the window tests
+#: cover at any hour.)
 MOMENTS = (
-    (datetime(2027, 1, 12, 23, 59, 0, tzinfo=UTC), "just before UTC midnight, crossing it"),
-    (datetime(2027, 3, 14, 2, 10, 0, tzinfo=UTC), "before 05:00 UTC, US DST change day"),
-    (datetime(2027, 3, 28, 0, 59, 30, tzinfo=UTC), "EU DST change at 01:00 UTC"),
-    (datetime(2027, 12, 31, 23, 59, 30, tzinfo=UTC), "New Year's Eve, crossing into 2028"),
+    (datetime(2027, 3, 28, 0, 59, 30, tzinfo=UTC), "before 05:00 UTC: EU DST change at 01:00"),
+    (datetime(2027, 12, 31, 23, 59, 30, tzinfo=UTC), "New Year's Eve, crossing UTC midnight"),
     (datetime(2028, 2, 29, 12, 0, 0, tzinfo=UTC), "29 February"),
 )
 DEFAULT_PYTEST_ARGS = ("-m", "clock", "-q", "-p", "no:cacheprovider")

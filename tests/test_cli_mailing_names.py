@@ -4,9 +4,6 @@ import json
 
 import pytest
 
-# Mailings start now: their state follows the clock.
-pytestmark = pytest.mark.clock
-
 
 def create(cli, *extra) -> str:
     result = cli("mailing", "create", "--text", "Sale", "--start", "now", "--end", "now+1h", *extra)

@@ -19,8 +19,6 @@ def mock_api(module_mock):
     return shared_mock.fresh(module_mock)
 
 
-# Mailings that start now.
-pytestmark = pytest.mark.clock
 #: For what does not depend on the database (refused before it is asked): one is enough.
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 

@@ -147,7 +147,8 @@ def test_migrated_sqlite_autoincrements_exactly_the_tables_the_models_say(tmp_pa
         for table in SQLModel.metadata.tables.values()
         if table.dialect_options["sqlite"]["autoincrement"]
     }
-    assert autoincrement_tables(engine) == modelled == set(TABLES[:5])
+    assert autoincrement_tables(engine) == modelled
+    assert set(TABLES[:5]) <= modelled  # (0004's tables, and any later one the models say)
     engine.dispose()
 
 

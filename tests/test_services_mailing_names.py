@@ -10,9 +10,6 @@ from notifyctl.models import Mailing, MailingCreate, MailingUpdate
 from notifyctl.services import delivery, mailings
 from notifyctl.timeutil import utcnow
 
-# Mailings start now or in an hour: their state follows the clock.
-pytestmark = pytest.mark.clock
-
 
 def create(session, **fields) -> Mailing:
     now = utcnow()

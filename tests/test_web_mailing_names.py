@@ -16,9 +16,6 @@ from notifyctl.timeutil import utcnow
 from tests.factories import add_clients, add_mailing
 from web.app import create_app
 
-# Mailings start now; the dashboard counts the last 24 hours of the real clock.
-pytestmark = pytest.mark.clock
-
 LOGIN = "nfy_names-login-token"
 AUTH = {"Authorization": f"Bearer {LOGIN}"}
 
@@ -256,6 +253,7 @@ def test_confirmations_and_message_pages_name_the_mailing(browser, session):
 # --- admin UI: the dashboard's totals --------------------------------------------------
 
 
+@pytest.mark.clock  # (the last 24 hours of the real clock)
 def test_the_dashboard_opens_with_the_totals(browser, session):
     add_clients(session, 3)
     session.add(
