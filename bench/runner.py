@@ -31,12 +31,23 @@ def notifyctl(*args: str) -> list[str]:
 
 
 def timed(command: list[str], *, env: dict | None = None) -> Run:
-    """Run ``command`` to its end; wall time, peak RSS and CPU time (from wait4) of that child."""
+    """Run ``command`` to its end; wall time, peak RSS and CPU time of that child.
+
+    The peak is the child's own VmHWM, read while it runs: wait4's ``ru_maxrss`` keeps
+    the high-water mark across ``exec``, so it would report the benchmark's own memory
+    (the process the child was forked from) whenever that is larger.
+    """
     out_path, err_path = f"/tmp/bench-{os.getpid()}.out", f"/tmp/bench-{os.getpid()}.err"
     with open(out_path, "w") as out, open(err_path, "w") as err:
         started = time.perf_counter()
         child = subprocess.Popen(command, stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(child.pid, 0)
+        peak_kb = 0
+        while True:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                break
+            peak_kb = max(peak_kb, _vm_hwm_kb(child.pid))
+            time.sleep(0.05)
         seconds = time.perf_counter() - started
     child.returncode = os.waitstatus_to_exitcode(status)
     with open(out_path) as out, open(err_path) as err:
@@ -44,7 +55,18 @@ def timed(command: list[str], *, env: dict | None = None) -> Run:
     os.unlink(out_path)
     os.unlink(err_path)
     cpu = usage.ru_utime + usage.ru_stime
-    return Run(seconds, usage.ru_maxrss / 1024, child.returncode, stdout, stderr, cpu)
+    return Run(seconds, (peak_kb or usage.ru_maxrss) / 1024, child.returncode, stdout, stderr, cpu)
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    """A running process's peak resident memory so far (kB); 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def free_port() -> int:
