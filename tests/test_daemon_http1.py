@@ -39,7 +39,6 @@ class RawServer:
         self.accepted = 0
         self.open = 0
         self.most_open = 0
-        self.requests: list[bytes] = []
         self._serving: set[asyncio.Task] = set()
 
     async def __aenter__(self) -> "RawServer":
@@ -91,14 +90,19 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
     return head + await reader.readexactly(length)
 
 
-def answering(*answers: bytes, then_close: bool = False) -> Handler:
+def answering(
+    *answers: bytes, then_close: bool = False, into: list[bytes] | None = None
+) -> Handler:
     """A handler that answers each request on a connection with the next of ``answers``
-    (the last one repeated)."""
+    (the last one repeated), keeping each request in ``into`` when given."""
 
     async def handler(reader, writer) -> None:
         for n in range(1_000_000):
-            if not await read_request(reader):
+            request = await read_request(reader)
+            if not request:
                 return
+            if into is not None:
+                into.append(request)
             writer.write(answers[min(n, len(answers) - 1)])
             await writer.drain()
             if then_close:
@@ -542,12 +546,8 @@ def test_headers_and_a_non_ascii_body_arrive_byte_exact() -> None:
         % (len(body), body)
     )
 
-    async def echo(reader, writer) -> None:
-        while request := await read_request(reader):
-            server.requests.append(request)
-            writer.write(answer)
-
-    server = RawServer(echo)
+    received: list[bytes] = []
+    server = RawServer(answering(answer, into=received))
 
     async def scenario():
         async with server:
@@ -558,7 +558,7 @@ def test_headers_and_a_non_ascii_body_arrive_byte_exact() -> None:
             return response.headers.raw, await response.aread()
 
     headers, reply = run(scenario)
-    sent = server.requests[0]
+    sent = received[0]
     assert sent.startswith(b"POST /v1/send/1?x=%20y HTTP/1.1\r\n")
     assert b'\r\nX-Token: a "b";c=d\r\n' in sent
     assert sent.endswith(b"\r\n\r\n" + body)
@@ -571,12 +571,8 @@ def test_a_streaming_body_is_sent_with_its_length() -> None:
         yield b'{"id": '
         yield b"1}"
 
-    async def echo(reader, writer) -> None:
-        while request := await read_request(reader):
-            server.requests.append(request)
-            writer.write(OK)
-
-    server = RawServer(echo)
+    received: list[bytes] = []
+    server = RawServer(answering(OK, into=received))
 
     async def scenario():
         async with server:
@@ -586,7 +582,7 @@ def test_a_streaming_body_is_sent_with_its_length() -> None:
             await transport.aclose()
 
     run(scenario)
-    sent = server.requests[0]
+    sent = received[0]
     assert b"Content-Length: 9\r\n" in sent
     assert b"transfer-encoding" not in sent.lower()
     assert sent.endswith(b'\r\n\r\n{"id": 1}')
