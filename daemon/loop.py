@@ -14,8 +14,6 @@ try:
 except ImportError:  # pragma: no cover - Windows, or a trimmed install
     uvloop = None
 
-#: which loop ``run`` uses, for the start line and the tests
-LOOP_NAME = "uvloop" if uvloop is not None else "asyncio"
 T = TypeVar("T")
 
 
