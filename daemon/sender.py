@@ -31,6 +31,7 @@ from daemon.http1 import Http1Transport
 from daemon.retry import RetryPolicy
 from daemon.rules import Failure
 from notifyctl.config import Settings, Transport
+from notifyctl.sendapi import Reading, read_body
 from notifyctl.services.delivery import AttemptRecord
 
 EXCERPT = 200  # characters of a response body kept per attempt
@@ -67,15 +68,11 @@ class Unauthorized(SendError):
 def classify(status: int, body: bytes, headers: httpx.Headers) -> None:
     """Return when the answer means "sent"; otherwise raise what it means."""
     if status == 200:
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise Transient(f"malformed body: {body[:60]!r}") from None
-        code = data.get("code") if isinstance(data, dict) else None
-        if type(code) is not int:
-            raise Transient(f"malformed body: {body[:60]!r}")
-        if code != 0:
-            raise Rejected(f"code {code}: {data.get('message', '')}"[:EXCERPT])
+        reading, reason = read_body(body)
+        if reading is Reading.malformed:
+            raise Transient(reason)
+        if reading is Reading.refused:
+            raise Rejected(reason)
         return
     if status == 401:
         raise Unauthorized("401: the API refused our token")

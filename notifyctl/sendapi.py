@@ -17,6 +17,7 @@ import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from enum import StrEnum
 
 import httpx
 
@@ -50,20 +51,37 @@ def build_request(settings: Settings, *, message_id: int, phone: str, text: str)
     )
 
 
+class Reading(StrEnum):
+    """What a 200's body says (``read_body``)."""
+
+    accepted = "accepted"  #: ``{"code": 0}``
+    malformed = "malformed"  #: not JSON, or no integer ``code``: the daemon tries again
+    refused = "refused"  #: a well-formed answer with another code: the message fails
+
+
+def read_body(body: bytes) -> tuple[Reading, str | None]:
+    """A 200's body read as the API's verdict, with the reason when it is no acceptance.
+
+    The one reading of an answer: the daemon's (``daemon.sender.classify``) and a test
+    send's (``refusal``) alike.
+    """
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return Reading.malformed, f"malformed body: {body[:60]!r}"
+    code = data.get("code") if isinstance(data, dict) else None
+    if type(code) is not int:
+        return Reading.malformed, f"malformed body: {body[:60]!r}"
+    if code != 0:
+        return Reading.refused, f"code {code}: {data.get('message', '')}"[:EXCERPT]
+    return Reading.accepted, None
+
+
 def refusal(status: int, body: bytes) -> str | None:
     """Why an answer does not accept the message; None when it does (HTTP 200 with
     ``{"code": 0}``), as ``daemon.sender.classify`` decides."""
     if status == 200:
-        try:
-            data = json.loads(body)
-        except ValueError:
-            return f"malformed body: {body[:60]!r}"
-        code = data.get("code") if isinstance(data, dict) else None
-        if type(code) is not int:
-            return f"malformed body: {body[:60]!r}"
-        if code != 0:
-            return f"code {code}: {data.get('message', '')}"[:EXCERPT]
-        return None
+        return read_body(body)[1]
     if status == 401:
         return "HTTP 401: the API refused our token (NOTIFY_SENDER_TOKEN)"
     return f"HTTP {status}"
