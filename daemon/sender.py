@@ -13,8 +13,6 @@ Exceptions a request can end in (``failure`` names the kind for ``daemon.rules``
 
 import asyncio
 import contextlib
-import functools
-import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -31,7 +29,7 @@ from daemon.http1 import Http1Transport
 from daemon.retry import RetryPolicy
 from daemon.rules import Failure
 from notifyctl.config import Settings, Transport
-from notifyctl.sendapi import Reading, read_body
+from notifyctl.sendapi import Reading, message_body, read_body
 from notifyctl.services.delivery import AttemptRecord
 
 EXCERPT = 200  # characters of a response body kept per attempt
@@ -229,7 +227,7 @@ class Sender:
 
     def _request(self, message_id: int, phone: str, text: str, timeout: float) -> httpx.Request:
         """``POST {url}/{message_id}`` with the message as JSON, built from the shared parts."""
-        body = b'{"id": %d, "phone": %d, "text": %s}' % (message_id, int(phone), _json_text(text))
+        body = message_body(message_id, phone, text)
         request = httpx.Request(
             "POST",
             self._url(message_id),
@@ -350,12 +348,6 @@ class Sender:
         async for attempt in retrying:
             with attempt:
                 await one_try()
-
-
-@functools.lru_cache(maxsize=64)
-def _json_text(text: str) -> bytes:
-    """A mailing's text as a JSON string: the same for each of its messages, encoded once."""
-    return json.dumps(text).encode()
 
 
 def _timeout_reason(error: BaseException, timeout: float, took: float) -> str:

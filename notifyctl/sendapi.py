@@ -13,6 +13,7 @@ refused connection) is an ``AttemptRecord`` whose ``error`` says why it was not 
 """
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -29,15 +30,22 @@ BODY_CAP = 64 * 1024  # bytes of a 200's body read at most (as the daemon reads)
 ERROR_BODY_CAP = 4 * 1024  # bytes of any other answer's body read: the excerpt needs 200
 
 
+def message_body(message_id: int, phone: str, text: str) -> bytes:
+    """The JSON the API takes: ``{"id": <msgId>, "phone": <int>, "text": <str>}``."""
+    return b'{"id": %d, "phone": %d, "text": %s}' % (message_id, int(phone), _json_text(text))
+
+
+@functools.lru_cache(maxsize=64)
+def _json_text(text: str) -> bytes:
+    """A mailing's text as a JSON string: the same for each of its messages, encoded once."""
+    return json.dumps(text).encode()
+
+
 def build_request(settings: Settings, *, message_id: int, phone: str, text: str) -> httpx.Request:
     """``POST {NOTIFY_SENDER_URL}/{message_id}`` sending ``text`` to ``phone``: the
     daemon's request (URL, headers, body), which nothing is added to on the way (it goes
     straight to a transport, as the daemon's do: no client headers, no proxy variables)."""
-    body = b'{"id": %d, "phone": %d, "text": %s}' % (
-        message_id,
-        int(phone),
-        json.dumps(text).encode(),
-    )
+    body = message_body(message_id, phone, text)
     timeout = settings.request_timeout
     return httpx.Request(
         "POST",
