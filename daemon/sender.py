@@ -69,7 +69,7 @@ def classify(status: int, body: bytes, headers: httpx.Headers) -> None:
     if status == 200:
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # (nested deeper than json.loads recurses)
             raise Transient(f"malformed body: {body[:60]!r}") from None
         code = data.get("code") if isinstance(data, dict) else None
         if type(code) is not int:

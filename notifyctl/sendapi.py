@@ -56,7 +56,7 @@ def refusal(status: int, body: bytes) -> str | None:
     if status == 200:
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # (nested deeper than json.loads recurses)
             return f"malformed body: {body[:60]!r}"
         code = data.get("code") if isinstance(data, dict) else None
         if type(code) is not int:
