@@ -75,7 +75,7 @@ def read_body(body: bytes) -> tuple[Reading, str | None]:
     """
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # (nested deeper than json.loads recurses)
         return Reading.malformed, f"malformed body: {body[:60]!r}"
     code = data.get("code") if isinstance(data, dict) else None
     if type(code) is not int:

@@ -52,6 +52,7 @@ ANSWERS = [
     (200, b'{"code": "0"}'),
     (200, b"[0]"),
     (200, b"<html>"),
+    (200, b"[" * 60_000),  # nested deeper than json.loads recurses: RecursionError
     (401, b""),
     (400, b'{"detail": "no"}'),
     (404, b""),

@@ -208,3 +208,35 @@ def test_the_daemon_look_up_finds_opted_out_clients_among_many(session, monkeypa
     asked = [c.id for c in clients] + [10**6]
     assert optout.opted_out_among(session=session, client_ids=asked) == {c.id for c in clients[::3]}
     assert optout.opted_out_among(session=session, client_ids=[]) == set()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # (SQLite: one writer)
+def test_two_opt_outs_at_once_keep_the_first_time_and_one_audit_entry(engine, session):
+    """Two front ends opt the same client out at the same moment (PostgreSQL: the second
+    waits for the first's row lock): the first time stays, and the log has one entry."""
+    import threading
+
+    from notifyctl.db import session_scope
+    from notifyctl.models import Audit
+
+    [client] = add_clients(session, 1)
+    first_at = utcnow() - timedelta(minutes=1)
+    second = threading.Thread(
+        target=lambda: _opt_out_in_own_session(engine, client.id), name="second-opt-out"
+    )
+    with session_scope(engine) as first:
+        optout.opt_out(session=first, client_id=client.id, now=first_at)
+        second.start()
+        second.join(0.3)  # it reads the client, then waits for this transaction's lock
+    second.join(10)
+    session.expire_all()
+    assert session.get(Client, client.id).opted_out_at == first_at
+    actions = session.execute(sa.select(Audit.action).where(Audit.object_id == client.id))
+    assert list(actions.scalars()) == ["opted_out"]
+
+
+def _opt_out_in_own_session(engine, client_id: int) -> None:
+    from notifyctl.db import session_scope
+
+    with session_scope(engine) as session:
+        optout.opt_out(session=session, client_id=client_id)

@@ -267,3 +267,33 @@ def test_an_upgrade_keeps_test_send_ids_out_of_the_next_messages(tmp_path, sqlit
     engine.dispose()
 
     assert min(new) > max(taken)
+
+
+def test_an_answer_the_database_cannot_store_is_still_in_the_log(engine, session):
+    """The database fails after the request: the operator gets the error, and the API's
+    answer (the SMS may have gone out) is not lost with it."""
+    from loguru import logger
+
+    from notifyctl.errors import Unavailable
+
+    mailing = add_mailing(session)
+    opened = []
+
+    def open_session():
+        opened.append(1)
+        if len(opened) == 2:
+            raise Unavailable("database gone")
+        return session_scope(engine)
+
+    lines: list[str] = []
+    sink = logger.add(lines.append, format="{message}")
+    try:
+        with pytest.raises(Unavailable):
+            test_sends.send_test(
+                open_session=open_session, mailing_id=mailing.id, phone="79160000999", post=accepted
+            )
+    finally:
+        logger.remove(sink)
+    (row,) = session.exec(select(TestSend)).all()
+    assert row.error == test_sends.NO_ANSWER
+    assert any(f"test send {row.id}: accepted (HTTP 200" in line for line in lines), lines

@@ -283,3 +283,22 @@ def test_the_dashboard_opens_with_the_totals(browser, session):
     fragment = browser.get("/admin/?section=totals", headers={"HX-Request": "true"})
     assert fragment.text.strip().startswith('<section id="totals"')
     assert 'data-figure="clients">4<' in fragment.text
+
+
+def test_the_audience_preview_counts_opted_out_clients_for_a_transactional_mailing(
+    browser, session
+):
+    """The preview counts whom the mailing will reach: a transactional one reaches
+    opted-out clients too (as a dry run and the daemon's activation count them)."""
+    clients = add_clients(session, 3)
+    clients[0].opted_out_at = utcnow()
+    session.commit()
+    headers = {"X-CSRF-Token": browser.csrf, "HX-Request": "true"}
+    ordinary = browser.post("/admin/mailings/audience", data={}, headers=headers)
+    assert 'data-audience="2"' in ordinary.text
+    ticked = browser.post(
+        "/admin/mailings/audience", data={"transactional": "true"}, headers=headers
+    )
+    assert 'data-audience="3"' in ticked.text
+    form = browser.get("/admin/mailings/new").text
+    assert re.search(r'hx-include="[^"]*#transactional', form)  # the checkbox is sent along

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from loguru import logger
 from sqlmodel import Session
 
+from notifyctl.db import locked
 from notifyctl.models import Client, Mailing, Message, MessageStatus
 from notifyctl.services import audit
 from notifyctl.services.clients import get_client
@@ -41,7 +42,7 @@ def opt_out(*, session: Session, client_id: int, now: datetime | None = None) ->
     pending meanwhile is cancelled all the same). Returns the client and how many of its
     messages were cancelled.
     """
-    client = get_client(session=session, client_id=client_id)
+    client = _locked_client(session, client_id)
     if client.opted_out_at is None:
         before = audit.snapshot(client)
         client.opted_out_at = client.updated_at = now or utcnow()
@@ -61,7 +62,7 @@ def opt_in(*, session: Session, client_id: int, now: datetime | None = None) -> 
 
     Idempotent: a client not opted out is left as it is.
     """
-    client = get_client(session=session, client_id=client_id)
+    client = _locked_client(session, client_id)
     if client.opted_out_at is not None:
         before = audit.snapshot(client)
         client.opted_out_at = None
@@ -71,6 +72,16 @@ def opt_in(*, session: Session, client_id: int, now: datetime | None = None) -> 
         _record(session, "opted_in", client, before)
         logger.bind(client_id=client.id).info("client opted in")
     return client
+
+
+def _locked_client(session: Session, client_id: int) -> Client:
+    """The client as stored now, its row locked until the transaction ends (PostgreSQL):
+    of two opt-outs at once, the second sees the first's and changes nothing (the first
+    time stays, one audit entry). SQLite has one writer at a time."""
+    get_client(session=session, client_id=client_id)
+    query = sa.select(Client).where(Client.id == client_id)
+    query = query.execution_options(populate_existing=True)
+    return session.execute(locked(query, session, skip_locked=False)).scalar_one()
 
 
 def _record(session: Session, action: str, client: Client, before: dict) -> None:

@@ -138,16 +138,17 @@ def send_test(
     log = logger.bind(mailing_id=mailing_id, test_send_id=test.id)
     log.info("test send {test_send_id} to {phone}: sending", test_send_id=test.id, phone=test.phone)
     attempt = post(test.id, test.phone, text)
-    with open_session() as session:
-        shown = record_test_send(session=session, test_send=test, attempt=attempt)
+    # Logged before it is stored: should the database fail now, the answer (the SMS may
+    # have gone out) is still in the log, under this id.
     log.info(
         "test send {test_send_id}: {outcome} (HTTP {status}, {duration_ms:.0f} ms)",
         test_send_id=test.id,
-        outcome="accepted" if shown.accepted else f"not accepted: {shown.error}",
-        status=shown.http_status,
+        outcome="accepted" if attempt.error is None else f"not accepted: {attempt.error}",
+        status=attempt.http_status,
         duration_ms=attempt.duration_ms,
     )
-    return shown
+    with open_session() as session:
+        return record_test_send(session=session, test_send=test, attempt=attempt)
 
 
 def to_public(test: TestSend) -> TestSendPublic:

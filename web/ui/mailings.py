@@ -108,13 +108,17 @@ def create(request: Request, session: SessionDep, form: FormDep) -> Response:
 
 @router.post("/audience", name="ui_audience")
 def audience_preview(request: Request, session: SessionDep, form: FormDep) -> HTMLResponse:
-    """How many clients the filter being typed matches (an HTMX fragment)."""
+    """How many clients the filter being typed matches (an HTMX fragment), opted-out ones
+    too when the mailing is transactional (the checkbox, or a started one's hidden flag)."""
     try:
         filter_ = validation.mailing_filter(
             MailingFilter(operator_codes=words(form, "operator_codes"), tags=words(form, "tags"))
         )
-        count = audience.count_audience(
-            session=session, operator_codes=filter_.operator_codes, tags=filter_.tags
+        count = audience.count_audience(  # opted-out clients count for a transactional one
+            session=session,
+            operator_codes=filter_.operator_codes,
+            tags=filter_.tags,
+            transactional=bool(text(form, "transactional")),
         )
         return render(request, "admin/_audience.html", {"count": count, "error": None})
     except NotifyError as exc:
