@@ -19,6 +19,7 @@ from loguru import logger
 from sqlalchemy.engine import Engine
 
 from daemon.rules import Decision, Fate
+from notifyctl.caps import FrequencyCap
 from notifyctl.db import session_scope
 from notifyctl.errors import StorageError
 from notifyctl.models import Mailing
@@ -58,10 +59,18 @@ def _connection_trouble(exc: BaseException) -> bool:
 class Store:
     """One daemon's access to the database."""
 
-    def __init__(self, engine: Engine, *, owner: str, rate_limit: float | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        owner: str,
+        rate_limit: float | None = None,
+        frequency_cap: FrequencyCap | None = None,
+    ) -> None:
         self.engine = engine
         self.owner = owner
         self.rate_limit = rate_limit
+        self.frequency_cap = frequency_cap
         self._started = time.monotonic()
         #: when database calls failed (monotonic seconds; one entry per half second at most)
         self._failures: collections.deque[float] = collections.deque(maxlen=FAILURES_KEPT)
@@ -129,6 +138,7 @@ class Store:
                 lease_until=lease_until,
                 limit=want,
                 seen_at=seen_at,
+                cap=self.frequency_cap,
             )
 
     async def opted_out_among(self, client_ids: list[int]) -> set[int]:

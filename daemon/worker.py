@@ -103,7 +103,12 @@ class Worker:
         self.failed = False
         #: each message's requests and new status (only when some sink takes the lines)
         self.lines = MessageLog.for_settings(settings, bound={"daemon": self.owner})
-        self.store = Store(engine, owner=self.owner, rate_limit=settings.rate_limit or None)
+        self.store = Store(
+            engine,
+            owner=self.owner,
+            rate_limit=settings.rate_limit or None,
+            frequency_cap=settings.frequency_cap,
+        )
         self.log = logger.bind(daemon=self.owner)
         self.optouts = OptOutView()
         self.dispatcher = Dispatcher(
@@ -164,6 +169,12 @@ class Worker:
                 event_loop=_loop_name(),
                 concurrency=self.settings.concurrency,
                 sender_url=self.settings.sender_url,
+            )
+        if self.settings.frequency_cap:
+            self.log.info(
+                "frequency cap {frequency_cap}: a client at it waits for its oldest message "
+                "to leave the period (transactional mailings are not capped)",
+                frequency_cap=str(self.settings.frequency_cap),
             )
         if self.exclusive:
             taken = await asyncio.to_thread(take_over_orphans, self.store.engine)

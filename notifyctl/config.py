@@ -9,10 +9,11 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_serializer, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from notifyctl.caps import FrequencyCap, parse_frequency_cap
 from notifyctl.timeutil import parse_duration, zone_name
 
 APP_NAME = "notifyctl"
@@ -114,6 +115,9 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64)
     #: messages per second, all daemons together; 0 = no limit
     rate_limit: float = Field(0.0, ge=0)
+    #: at most N messages to one client per rolling period across all mailings ("3/24h";
+    #: s, m, h or d); transactional mailings are neither capped nor counted; empty = no cap
+    frequency_cap: FrequencyCap | None = None
     #: seconds one request may take (and never past the mailing's end)
     request_timeout: float = Field(10.0, gt=0)
     #: requests made for one message before it is failed
@@ -214,6 +218,17 @@ class Settings(BaseSettings):
                 "the price of one SMS segment in your currency)"
             )
         return Decimal(text)
+
+    @field_validator("frequency_cap", mode="before")
+    @classmethod
+    def _cap(cls, value: object) -> FrequencyCap | None:
+        if value is None or isinstance(value, FrequencyCap):
+            return value
+        return parse_frequency_cap(str(value))
+
+    @field_serializer("frequency_cap")
+    def _cap_text(self, cap: FrequencyCap | None) -> str | None:
+        return None if cap is None else cap.text  # (read back by ``_cap``: settings are copied)
 
     @field_validator("audit_retention", mode="before")
     @classmethod

@@ -11,9 +11,10 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from notifyctl.caps import FrequencyCap
 from notifyctl.db import locked, upsert_insert
 from notifyctl.models import Attempt, Client, Mailing, Message, MessageStatus, Throttle
-from notifyctl.services import audience, audit, optout
+from notifyctl.services import audience, audit, frequency, optout
 
 MESSAGE = Message.__table__
 ATTEMPT = Attempt.__table__
@@ -184,12 +185,15 @@ def claim(
     lease_until: datetime,
     limit: int,
     seen_at: float = 0.0,
+    cap: FrequencyCap | None = None,
 ) -> list[Claimed]:
     """Claim up to ``limit`` due pending messages of the given mailings, oldest due first.
 
     Those whose client was deleted meanwhile are cancelled, and so are those whose client
     opted out (unless their mailing is transactional), with the reason ``opted out``:
-    none of them is handed out. ``seen_at`` is stamped on every message handed out.
+    none of them is handed out. Under a frequency ``cap``, those whose client is at it are
+    given back to wait (``services.frequency``). ``seen_at`` is stamped on every message
+    handed out.
     """
     if not mailing_ids or limit <= 0:
         return []
@@ -223,18 +227,23 @@ def claim(
             Client.phone,
             Client.timezone,
             MESSAGE.c.attempts,
-            sa.and_(optout.opted_out(), MAILING.c.transactional.is_(False)),
+            MAILING.c.transactional,
+            optout.opted_out(),
         )
         .join(Client, Client.id == MESSAGE.c.client_id)
         .join(MAILING, MAILING.c.id == MESSAGE.c.mailing_id)
         .where(MESSAGE.c.id.in_(claimed_ids))
+        .order_by(MESSAGE.c.next_attempt_at, MESSAGE.c.id)  # (the cap lets the first through)
     )
-    found, withdrawn = [], []
-    for *values, opted_out in rows:
-        if opted_out:
+    found, withdrawn, cappable = [], [], []
+    for *values, transactional, opted_out in rows:
+        if transactional:
+            found.append(Claimed(*values, lease_until, seen_at))
+        elif opted_out:
             withdrawn.append(values[0])
         else:
             found.append(Claimed(*values, lease_until, seen_at))
+            cappable.append((values[0], values[2]))
     if len(found) + len(withdrawn) < len(claimed_ids):  # the client was deleted in between
         gone = set(claimed_ids) - {c.id for c in found} - set(withdrawn)
         session.execute(
@@ -254,7 +263,28 @@ def claim(
                 lease_until=None,
             )
         )
+    if cap is not None and cappable:
+        held = frequency.hold_back(session=session, cap=cap, claimed=cappable, now=now)
+        if held:
+            _give_back(session, held, frequency.reason(cap))
+            found = [c for c in found if c.id not in held]
     return found
+
+
+def _give_back(session: Session, until: dict[int, datetime], reason: str) -> None:
+    """Claimed messages back to ``pending``, each due at its time, saying why."""
+    session.execute(
+        sa.update(MESSAGE)
+        .where(MESSAGE.c.id == sa.bindparam("message_id"))
+        .values(
+            status=MessageStatus.pending,
+            next_attempt_at=sa.bindparam("until"),
+            last_error=reason,
+            lease_owner=None,
+            lease_until=None,
+        ),
+        [{"message_id": m, "until": at} for m, at in until.items()],
+    )
 
 
 # --- outcomes ----------------------------------------------------------------------------

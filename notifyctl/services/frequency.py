@@ -1,0 +1,92 @@
+"""The frequency cap: no client gets more than ``count`` messages (accepted by the API)
+across all mailings within any rolling ``period`` (``NOTIFY_FREQUENCY_CAP``).
+
+Decided in the claim's transaction, after the claim's own update: a message whose client
+is at the cap goes back to ``pending``, due when the oldest message counted leaves the
+period (it expires at its mailing's end like any other). Counted: messages sent within
+the period and messages in flight (``sending``, by any daemon: the API may be accepting
+them right now). Transactional mailings are neither capped nor counted.
+
+Several daemons on PostgreSQL: each claim takes a transaction-scoped advisory lock per
+client, in client-id order (no deadlock between claims), before counting; a second claim
+for the same client waits for the first to commit, then counts what the first claimed as
+in flight. SQLite has one writer: the claim's update already holds it.
+"""
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from notifyctl.caps import FrequencyCap
+from notifyctl.models import Mailing, Message, MessageStatus
+
+MESSAGE = Message.__table__
+MAILING = Mailing.__table__
+#: the advisory locks' first key: ours, among whatever else shares the database ("ntfy")
+LOCK_SPACE = 0x6E746679
+#: how soon a message held back by messages in flight (which may yet fail) is looked at again
+RECHECK = timedelta(seconds=5)
+CHUNK = 500  # client ids per statement
+
+
+def reason(cap: FrequencyCap) -> str:
+    """The ``last_error`` of a message held back (until it is sent or expires)."""
+    return f"frequency cap {cap}"
+
+
+def hold_back(
+    *, session: Session, cap: FrequencyCap, claimed: list[tuple[int, int]], now: datetime
+) -> dict[int, datetime]:
+    """Which of the just-claimed ``(message id, client id)`` pairs, in claim order, must
+    wait, and until when. The caller gives those back (``delivery.claim``)."""
+    if not claimed:
+        return {}
+    clients = sorted({client_id for _, client_id in claimed})
+    _lock(session, clients)
+    own = {message_id for message_id, _ in claimed}
+    counted: dict[int, list[datetime]] = defaultdict(list)
+    for start in range(0, len(clients), CHUNK):
+        chunk = clients[start : start + CHUNK]
+        rows = session.execute(
+            sa.select(MESSAGE.c.id, MESSAGE.c.client_id, MESSAGE.c.status, MESSAGE.c.sent_at)
+            .join(MAILING, MAILING.c.id == MESSAGE.c.mailing_id)
+            .where(
+                MESSAGE.c.client_id.in_(chunk),
+                MAILING.c.transactional.is_(False),
+                sa.or_(
+                    sa.and_(
+                        MESSAGE.c.status == MessageStatus.sent,
+                        MESSAGE.c.sent_at > now - cap.period,
+                    ),
+                    MESSAGE.c.status == MessageStatus.sending,
+                ),
+            )
+        )
+        for message_id, client_id, status, sent_at in rows:
+            if message_id not in own:  # (ours are decided below, one by one)
+                counted[client_id].append(now if status == MessageStatus.sending else sent_at)
+    held: dict[int, datetime] = {}
+    for message_id, client_id in claimed:
+        times = counted[client_id]
+        if len(times) < cap.count:
+            times.append(now)
+            continue
+        times.sort()
+        frees = times[len(times) - cap.count]  # the one whose leaving makes room
+        held[message_id] = frees + cap.period if frees < now else now + min(RECHECK, cap.period)
+    return held
+
+
+def _lock(session: Session, client_ids: list[int]) -> None:
+    """One advisory lock per client until the transaction ends (PostgreSQL), in id order."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    session.execute(
+        sa.text(
+            "SELECT count(pg_advisory_xact_lock(:space, c)) "
+            "FROM (SELECT c FROM unnest(CAST(:ids AS integer[])) AS c ORDER BY c) AS ordered"
+        ),
+        {"space": LOCK_SPACE, "ids": client_ids},
+    )
