@@ -23,7 +23,7 @@ from notifyctl.caps import FrequencyCap
 from notifyctl.db import session_scope
 from notifyctl.errors import StorageError
 from notifyctl.models import Mailing
-from notifyctl.services import audit, delivery, optout, report
+from notifyctl.services import audit, delivery, frequency, optout, report
 from notifyctl.services.delivery import Claimed, MailingSnapshot, Outcome
 
 
@@ -140,6 +140,12 @@ class Store:
                 seen_at=seen_at,
                 cap=self.frequency_cap,
             )
+
+    async def release_held(self, now: datetime) -> int:
+        """Messages held back under a cap other than ours: due now, to be decided again."""
+        return await self._run(
+            self._in_session, frequency.release_held, cap=self.frequency_cap, now=now
+        )
 
     async def opted_out_among(self, client_ids: list[int]) -> set[int]:
         """Which of these clients have opted out."""

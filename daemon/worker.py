@@ -181,6 +181,12 @@ class Worker:
             self.counters.leases_taken_over += taken
             self.metrics.takeovers.inc(taken)
         try:  # a head start; the housekeeping jobs do it again and again anyway
+            released = await self.store.release_held(self.clock.now())
+            if released:
+                self.log.info(
+                    "{released} messages held back under another frequency cap are due again",
+                    released=released,
+                )
             await self.housekeeping.activate()
             await self.housekeeping.refresh()
         except Exception:

@@ -13,7 +13,7 @@ from notifyctl.caps import parse_frequency_cap
 from notifyctl.config import Settings
 from notifyctl.db import make_engine, session_scope
 from notifyctl.models import Mailing, Message
-from notifyctl.services import delivery
+from notifyctl.services import delivery, frequency
 from notifyctl.timeutil import utcnow
 from tests.conftest import TABLES
 from tests.factories import add_clients, add_mailing
@@ -217,3 +217,23 @@ def test_claims_racing_for_one_client_let_no_fourth_message_through(postgres_url
                 )
             )
     engine.dispose()
+
+
+def test_messages_held_under_another_cap_are_due_again_when_a_daemon_starts(session):
+    """A cap removed or changed: what it held is decided again at once, not after its
+    old due time; what the same cap held keeps waiting."""
+    [client] = add_clients(session, 1)
+    first, second = mailings_for(session, 2)
+    now = utcnow()
+    mark_sent(session, first, client.id, now - timedelta(minutes=1))
+    assert claim(session, [second], now=now, cap=parse_frequency_cap("1/1h")) == []
+    held_until = row(session, second, client.id)[1]
+    assert held_until == now - timedelta(minutes=1) + timedelta(hours=1)
+
+    for cap, released in (("1/1h", 0), ("2/1h", 1)):
+        later = utcnow()
+        count = frequency.release_held(session=session, cap=parse_frequency_cap(cap), now=later)
+        session.commit()
+        assert count == released
+    assert row(session, second, client.id)[1] == later
+    assert len(claim(session, [second], now=later, cap=None)) == 1

@@ -79,6 +79,19 @@ def hold_back(
     return held
 
 
+def release_held(*, session: Session, cap: FrequencyCap | None, now: datetime) -> int:
+    """Make due now the messages held back under another cap (or under one since removed):
+    their next claim decides again under ``cap``. Returns how many."""
+    held = sa.and_(
+        MESSAGE.c.status == MessageStatus.pending,
+        MESSAGE.c.last_error.like("frequency cap %"),
+        MESSAGE.c.next_attempt_at > now,
+    )
+    if cap is not None:
+        held = sa.and_(held, MESSAGE.c.last_error != reason(cap))
+    return session.execute(sa.update(MESSAGE).where(held).values(next_attempt_at=now)).rowcount
+
+
 def _lock(session: Session, client_ids: list[int]) -> None:
     """One advisory lock per client until the transaction ends (PostgreSQL), in id order."""
     if session.get_bind().dialect.name != "postgresql":
