@@ -186,12 +186,26 @@ def mark_sent(
     )
 
 
-def release_day(*, session: Session, day: date, owner: str) -> None:
+def release_day(
+    *,
+    session: Session,
+    day: date,
+    owner: str,
+    table: type[ReportRun] | type[PruneRun] = ReportRun,
+) -> None:
     """Give the claim back (the email could not be sent): the next attempt may claim it."""
     session.execute(
-        sa.delete(ReportRun).where(
-            ReportRun.day == day.isoformat(),
-            ReportRun.owner == owner,
-            ReportRun.sent_at.is_(None),
+        sa.delete(table).where(
+            table.day == day.isoformat(), table.owner == owner, table.sent_at.is_(None)
         )
+    )
+
+
+def renew_day(*, session: Session, day: date, owner: str, now: datetime) -> None:
+    """Say that ``owner`` still works on the day's pruning: a claim renewed within
+    ``STALE_CLAIM`` is never taken over, however long the work takes."""
+    session.execute(
+        sa.update(PruneRun)
+        .where(PruneRun.day == day.isoformat(), PruneRun.owner == owner)
+        .values(claimed_at=now)
     )
