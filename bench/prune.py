@@ -162,7 +162,8 @@ def bench_prune(size, work: Path) -> list[Row]:
                 ),
                 (
                     f"{clients:,}-message mailing, {backend}, 1 daemon, with `db prune` running",
-                    "(measured: `db prune` deletes batch after batch; the daemon's daily pruning pauses between batches)",
+                    "(measured: `db prune` deletes batch after batch; the daemon's daily "
+                    "pruning pauses between batches)",
                     f"{rate:,.0f} msg/s against {alone:,.0f} msg/s without = {rate / alone:.2f} x",
                     command,
                 ),
