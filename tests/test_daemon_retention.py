@@ -3,6 +3,7 @@
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 from loguru import logger
 
@@ -35,9 +36,23 @@ def daemon_jobs(db_url, engine, clock, owner: str, lines: list[str]) -> Housekee
         clock=clock,
         metrics=DaemonMetrics(),
         counters=Counters(),
-        log=logger.bind(owner=owner).patch(lambda record: lines.append(record["message"])),
+        log=logger.bind(owner=owner),
         breaker_state=lambda: "closed",
     )
+
+
+@pytest.fixture
+def lines():
+    """The messages the daemons of a test log (a sink of its own: another test's CLI may
+    have configured loguru to show warnings only)."""
+    caught: list[str] = []
+    sink = logger.add(
+        lambda message: caught.append(message.record["message"]),
+        level="INFO",
+        filter=lambda record: "owner" in record["extra"],
+    )
+    yield caught
+    logger.remove(sink)
 
 
 def rows(engine, table) -> int:
@@ -46,12 +61,12 @@ def rows(engine, table) -> int:
 
 
 def test_one_daemon_a_day_prunes_in_batches_and_logs_what_it_removed(
-    db_url, engine, session, monkeypatch
+    db_url, engine, session, monkeypatch, lines
 ):
     monkeypatch.setattr(retention, "BATCH", 2)
     monkeypatch.setattr(housekeeping_module, "PRUNE_PAUSE", 0)
     old = add_history(session, ended=NOW - timedelta(days=400), clients=5)
-    clock, lines = Clock(NOW), []
+    clock = Clock(NOW)
     first = daemon_jobs(db_url, engine, clock, "a", lines)
     second = daemon_jobs(db_url, engine, clock, "b", lines)
     batches = []
