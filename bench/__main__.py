@@ -3,7 +3,7 @@
 python -m bench                      # everything at full size (make bench)
 python -m bench --size small         # a quick pass at a tenth of the sizes
 python -m bench --only throughput    # one part: startup, import, stats, throughput,
-                                     # daemons, memory, scale, api, limits, chaos
+                                     # daemons, memory, scale, api, limits, chaos, prune
 """
 
 import argparse
@@ -25,6 +25,7 @@ from bench.chaos import bench_chaos
 from bench.common import POSTGRES, SIZES, Row, env_for, run_mailing
 from bench.daemons import bench_daemons
 from bench.limits import bench_limits
+from bench.prune import bench_prune
 from bench.runner import mock_process, notifyctl, timed, wait_http
 from bench.scale import bench_scale
 from notifyctl.db import make_engine
@@ -378,6 +379,7 @@ PARTS = {
     "api": bench_api,
     "limits": bench_limits,
     "chaos": bench_chaos,
+    "prune": bench_prune,
 }
 
 

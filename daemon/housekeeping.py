@@ -1,11 +1,13 @@
 """The daemon's periodic jobs, on a ``schedule`` scheduler: activation, mailing snapshots,
-expiry and completion, lease reaping, the backlog metric and the daily report.
+expiry and completion, lease reaping, the backlog metric, the daily report and the daily
+retention pruning.
 
 Each job runs as its own task (never two runs of one job at once); one that fails is
 logged (once per interval while it keeps failing) and runs again at its next turn.
 """
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -21,6 +23,7 @@ from daemon.quiet import QuietErrors
 from daemon.store import ActivationError, Store
 from notifyctl.config import Settings
 from notifyctl.models import Mailing, MessageStatus
+from notifyctl.services import retention
 from notifyctl.services.delivery import MailingSnapshot
 
 ACTIVATE_INTERVAL = 0.25  # seconds between looks for mailings whose start has come
@@ -34,6 +37,9 @@ REPORT_INTERVAL = 30.0  # seconds between looks at whether the daily report is d
 BACKLOG_INTERVAL = 5.0  # seconds between counts of the backlog (a metric)
 AUDIT_INTERVAL = 60.0  # seconds between looks at whether the audit log's pruning is due
 AUDIT_PRUNE_EVERY = timedelta(days=1)  # how often NOTIFY_AUDIT_RETENTION is applied
+PRUNE_INTERVAL = 60.0  # seconds between looks at whether the day's retention pruning is due
+PRUNE_PAUSE = 0.05  # seconds between two batches of pruning: the claims get the database
+PRUNE_RENEW = timedelta(minutes=1)  # how often a long pruning renews its day's claim
 TICK = 0.05  # seconds between looks at the schedule
 
 
@@ -78,6 +84,8 @@ class Housekeeping:
             jobs.append((REPORT_INTERVAL, "report", self._report_async))
         if self.settings.audit_retention:
             jobs.append((AUDIT_INTERVAL, "audit", self.prune_audit))
+        if self.settings.retention_attempts or self.settings.retention_messages:
+            jobs.append((PRUNE_INTERVAL, "retention", self.prune))
         for interval, name, job in jobs:
             scheduler.every(interval).seconds.do(self._spawn, name, job)
         while True:
@@ -205,6 +213,49 @@ class Housekeeping:
                 retention=retention,
             )
         return deleted
+
+    async def prune(self) -> retention.Removed | None:
+        """Apply NOTIFY_RETENTION_* once a day, after the report's time of day: the daemon
+        that claims the day (``prune_run``) prunes, in batches, pausing between them; the
+        totals when this daemon pruned, else None. A failure gives the day back."""
+        now = self.clock.now()
+        local = now.astimezone(ZoneInfo(self.settings.report_zone))
+        if local.strftime("%H:%M") < self.settings.report_time:
+            return None
+        day = local.date()
+        if not await asyncio.to_thread(self.store.claim_prune_day, day=day, now=now):
+            return None
+        cutoffs = retention.cutoffs(
+            now=now,
+            attempts=self.settings.retention_attempts,
+            messages=self.settings.retention_messages,
+        )
+        removed, renewed = retention.Removed(), now
+        try:
+            steps = self.store.prune_steps(cutoffs)
+            while (batch := await self.store.next_batch(steps)) is not None:
+                removed = batch
+                if self.clock.now() - renewed > PRUNE_RENEW:
+                    renewed = self.clock.now()
+                    await asyncio.to_thread(self.store.renew_prune_day, day=day, now=renewed)
+                await asyncio.sleep(PRUNE_PAUSE)
+        except BaseException:
+            with contextlib.suppress(Exception):  # (unreleased, the claim goes stale instead)
+                await asyncio.to_thread(
+                    self.store.finish_prune_day, day=day, now=self.clock.now(), done=False
+                )
+            raise
+        await asyncio.to_thread(
+            self.store.finish_prune_day, day=day, now=self.clock.now(), done=True
+        )
+        self.log.info(
+            "retention: {attempt} attempts and {message} messages deleted, "
+            "{summarised} mailings summarised",
+            attempt=removed.attempt,
+            message=removed.message,
+            summarised=len(removed.mailings),
+        )
+        return removed
 
     async def _report_async(self) -> None:
         await asyncio.to_thread(self.report)

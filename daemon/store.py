@@ -10,7 +10,7 @@ functions of ``notifyctl.services.delivery`` and ``report``. Model: procrastinat
 import asyncio
 import collections
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -22,8 +22,8 @@ from daemon.rules import Decision, Fate
 from notifyctl.caps import FrequencyCap
 from notifyctl.db import session_scope
 from notifyctl.errors import StorageError
-from notifyctl.models import Mailing
-from notifyctl.services import audit, delivery, frequency, optout, report
+from notifyctl.models import Mailing, PruneRun
+from notifyctl.services import audit, delivery, frequency, optout, report, retention
 from notifyctl.services.delivery import Claimed, MailingSnapshot, Outcome
 
 
@@ -325,6 +325,38 @@ class Store:
     def mark_report_sent(self, *, day: date, now: datetime) -> None:
         with session_scope(self.engine) as session:
             report.mark_sent(session=session, day=day, owner=self.owner, now=now)
+
+    # --- the daily pruning (services.retention) ---------------------------------------
+
+    def claim_prune_day(self, *, day: date, now: datetime) -> bool:
+        with session_scope(self.engine) as session:
+            return report.claim_day(
+                session=session, day=day, owner=self.owner, now=now, table=PruneRun
+            )
+
+    def renew_prune_day(self, *, day: date, now: datetime) -> None:
+        with session_scope(self.engine) as session:
+            report.renew_day(session=session, day=day, owner=self.owner, now=now)
+
+    def finish_prune_day(self, *, day: date, now: datetime, done: bool) -> None:
+        """Mark the day pruned, or (``done`` False: it failed) give it back."""
+        with session_scope(self.engine) as session:
+            if done:
+                report.mark_sent(
+                    session=session, day=day, owner=self.owner, now=now, table=PruneRun
+                )
+            else:
+                report.release_day(session=session, day=day, owner=self.owner, table=PruneRun)
+
+    def prune_steps(self, cutoffs: retention.Cutoffs) -> Iterator[retention.Removed]:
+        """The pruning, a batch per ``next_batch`` (each its own transaction)."""
+        return retention.steps(
+            engine=self.engine, cutoffs=cutoffs, actor=audit.DAEMON, limit=retention.BATCH
+        )
+
+    async def next_batch(self, steps: Iterator[retention.Removed]) -> retention.Removed | None:
+        """Run the next batch of ``steps`` in a worker thread: the totals, or None at the end."""
+        return await self._run(next, steps, None)
 
     # ---------------------------------------------------------------------------------
 

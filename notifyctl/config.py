@@ -168,6 +168,13 @@ class Settings(BaseSettings):
     #: a day; 0 or unset = forever
     audit_retention: timedelta | None = None
 
+    # --- retention of messages and attempts (services.retention) ----------------------
+    #: how long attempt rows (each request's answer) are kept, by their start; 0 = forever
+    retention_attempts: timedelta | None = timedelta(days=30)
+    #: how long after its end a finished mailing keeps its message rows; then only its
+    #: counts stay (a summary row); 0 = forever
+    retention_messages: timedelta | None = timedelta(days=365)
+
     # --- sign-in through an OpenID Connect provider ------------------------------------
     #: the provider's issuer URL (its /.well-known/openid-configuration is read); unset = off
     oidc_issuer: str | None = None
@@ -230,7 +237,7 @@ class Settings(BaseSettings):
     def _cap_text(self, cap: FrequencyCap | None) -> str | None:
         return None if cap is None else cap.text  # (read back by ``_cap``: settings are copied)
 
-    @field_validator("audit_retention", mode="before")
+    @field_validator("audit_retention", "retention_attempts", "retention_messages", mode="before")
     @classmethod
     def _period(cls, value: object) -> timedelta | None:
         """``365d``, ``12h``, ``30m``, ``45s``; ``0`` (or nothing) keeps forever: None."""

@@ -349,6 +349,11 @@ class MailingStatsPublic(BaseModel):
             ]
         }
     )
+    pruned_at: datetime | None = Field(
+        default=None,
+        description="when its message rows were pruned (NOTIFY_RETENTION_MESSAGES), UTC; "
+        "the counts stay, the messages are gone; null: not pruned",
+    )
 
 
 class MailingStatsDetail(MailingStatsPublic):
@@ -485,6 +490,51 @@ class AdminSession(SQLModel, table=True):
     user_name: str = Field(max_length=320)  #: e-mail or subject, as shown in the UI
     created_at: datetime = _utc_field(nullable=False, default_now=True)
     expires_at: datetime = _utc_field(nullable=False, index=True)
+
+
+class PruneRun(SQLModel, table=True):
+    """One local day's pruning (``services.retention``), claimed like the daily report
+    (``services.report.claim_day``): one daemon prunes, the others skip the day."""
+
+    __tablename__ = "prune_run"
+
+    day: str = Field(primary_key=True, max_length=10)  #: YYYY-MM-DD in NOTIFY_REPORT_TIMEZONE
+    owner: str = Field(max_length=64)
+    #: renewed after every batch, so that a long pruning is not taken for a dead one's
+    claimed_at: datetime = _utc_field(nullable=False, default_now=True)
+    sent_at: datetime | None = _utc_field()  #: when it finished (named as in ``report_run``)
+
+
+class MailingSummary(SQLModel, table=True):
+    """The counts of a mailing whose message rows were pruned (``services.retention``).
+
+    Written and committed before its first message row goes: from then on every count
+    of the mailing is read here (``services.counts``), also while rows are still going.
+    """
+
+    __tablename__ = "mailing_summary"
+
+    mailing_id: int = Field(
+        sa_column=Column(
+            sa.ForeignKey("mailing.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+        )
+    )
+    pending: int = 0
+    sending: int = 0
+    sent: int = 0
+    failed: int = 0
+    expired: int = 0
+    cancelled: int = 0
+    total: int = 0
+    first_sent_at: datetime | None = _utc_field()
+    last_sent_at: datetime | None = _utc_field()
+    #: requests made for its messages (the sum of ``message.attempts``: attempt rows may
+    #: have gone already)
+    attempts: int = 0
+    #: the delivery chart as it was (``services.stats.Timeline``): start (epoch seconds),
+    #: step (seconds), counts; None when nothing was sent
+    timeline: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    pruned_at: datetime = _utc_field(nullable=False, default_now=True)
 
 
 @dataclass(frozen=True, slots=True)

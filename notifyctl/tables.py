@@ -1,6 +1,6 @@
 """The stored datetime type, and Core views of the tables read without the ORM.
 
-``notifyctl stats`` reads two tables and nothing else: through these ``sa.table`` views
+``notifyctl stats`` reads three tables and nothing else: through these ``sa.table`` views
 (no MetaData, no mapper) it never loads SQLAlchemy's ORM or the SQLModel classes, a
 third of a start-up. They name only the columns such reads use; ``models`` defines the
 tables, and ``tests/test_services_stats.py`` keeps the two in step.
@@ -46,6 +46,16 @@ mailing = sa.table(
     sa.column("paused_at", UTCDateTime()),
     sa.column("cancelled_at", UTCDateTime()),
     sa.column("completed_at", UTCDateTime()),
+)
+#: The counts of a mailing whose message rows were pruned (``models.MailingSummary``).
+mailing_summary = sa.table(
+    "mailing_summary",
+    sa.column("mailing_id", sa.Integer),
+    *(
+        sa.column(name, sa.Integer)
+        for name in ("pending", "sending", "sent", "failed", "expired", "cancelled", "total")
+    ),
+    sa.column("pruned_at", UTCDateTime()),
 )
 #: What the counts by status group on.
 message = sa.table(

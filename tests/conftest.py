@@ -32,6 +32,8 @@ TABLES = (
     "admin_session",
     "test_send",
     "audit",
+    "mailing_summary",
+    "prune_run",
 )
 
 

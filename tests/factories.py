@@ -44,3 +44,37 @@ def add_clients(session, count: int, *, tag: str = "", operator: str = "916", tz
     session.add_all(rows)
     session.commit()
     return rows
+
+
+def add_history(session, *, ended: datetime, clients: int = 7, lasts=timedelta(hours=2)):
+    """A finished mailing that ended at ``ended``: its messages sent, failed, expired and
+    cancelled in turn, with one or two attempts each (started when they were made)."""
+    import sqlalchemy as sa
+
+    from notifyctl.models import Attempt, Message
+    from notifyctl.services import audience
+
+    start = ended - lasts
+    existing = session.execute(sa.select(sa.func.count()).select_from(Client)).scalar_one()
+    if existing < clients:
+        add_clients(session, clients - existing, operator="917")
+    mailing = add_mailing(session, now=start, lasts=lasts)
+    audience.materialise(session=session, mailing=mailing, now=start)
+    messages = session.execute(
+        sa.select(Message).where(Message.mailing_id == mailing.id).order_by(Message.id)
+    ).scalars()
+    for n, message in enumerate(messages):
+        status = ("sent", "sent", "failed", "expired", "cancelled", "sent")[n % 6]
+        at = start + timedelta(minutes=7 * n)
+        tries = 0 if status in ("expired", "cancelled") else 1 + n % 2
+        message.status, message.attempts = status, tries
+        message.next_attempt_at = None
+        message.sent_at = at if status == "sent" else None
+        session.add_all(
+            Attempt(message_id=message.id, started_at=at - timedelta(seconds=30 * t))
+            for t in range(tries)
+        )
+    mailing.activated_at, mailing.completed_at = start, ended
+    session.add(mailing)
+    session.commit()
+    return mailing

@@ -1,4 +1,4 @@
-"""``notifyctl db``: the schema."""
+"""``notifyctl db``: the schema, and retention."""
 
 import typer
 
@@ -6,7 +6,9 @@ from notifyctl.cli.command import NotifyTyper
 from notifyctl.cli.context import state
 from notifyctl.render import info
 
-app = NotifyTyper(help="Database schema: apply migrations.", no_args_is_help=True)
+app = NotifyTyper(
+    help="Database schema and retention: apply migrations, prune old rows.", no_args_is_help=True
+)
 
 
 @app.command("upgrade")
@@ -27,3 +29,75 @@ def upgrade(ctx: typer.Context) -> None:
         info(f"{target} is up to date (revision {HEAD_REVISION})")
     else:
         info(f"{target} upgraded from {before or 'empty'} to revision {HEAD_REVISION}")
+
+
+@app.command("prune")
+def prune(
+    ctx: typer.Context,
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Only count what would be removed; change nothing."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Apply retention now: delete attempts older than NOTIFY_RETENTION_ATTEMPTS, and the
+    messages of mailings that ended longer ago than NOTIFY_RETENTION_MESSAGES (their
+    counts stay, in a summary). Prints rows per table, and the database's size.
+
+    The daemon does the same once a day; 0 keeps everything forever.
+
+    Example: NOTIFY_RETENTION_MESSAGES=180d notifyctl db prune --dry-run
+    """
+    from notifyctl import render
+    from notifyctl.cli.context import actor
+    from notifyctl.services import retention
+    from notifyctl.timeutil import utcnow
+
+    cli = state(ctx)
+    settings = cli.settings
+    cutoffs = retention.cutoffs(
+        now=utcnow(), attempts=settings.retention_attempts, messages=settings.retention_messages
+    )
+    with cli.session() as session:
+        before = retention.database_size(session=session)
+        planned = retention.plan(session=session, cutoffs=cutoffs)
+    removed, after = planned, before
+    if not dry_run:
+        total = planned.attempt + planned.message
+        with render.progress("pruning", total=total, unit="rows") as done:
+            for removed in retention.steps(engine=cli.engine, cutoffs=cutoffs, actor=actor()):
+                done(removed.attempt + removed.message)
+        with cli.session() as session:
+            after = retention.database_size(session=session)
+    dialect = cli.engine.dialect.name
+    if as_json:
+        render.print_json(
+            {
+                "dry_run": dry_run,
+                "rows": removed.rows,
+                "mailings": removed.mailings,
+                "size_before": _size_json(before),
+                "size_after": _size_json(after),
+            }
+        )
+        return
+    verb = "would remove" if dry_run else "removed"
+    render.table(
+        f"Rows {verb} (mailings summarised: {len(removed.mailings)})",
+        ["table", "rows"],
+        [(name, n) for name, n in removed.rows.items()],
+    )
+    if before is not None and after is not None:
+        render.info(f"database size: {_mb(before)} before, {_mb(after)} after")
+    if dialect == "sqlite":
+        render.info("a SQLite file shrinks only with VACUUM; freed pages are reused until then")
+    elif dialect == "postgresql":
+        render.info("PostgreSQL reuses the freed space after (auto)vacuum; VACUUM FULL shrinks it")
+
+
+def _size_json(size) -> dict | None:
+    return None if size is None else {"bytes": size.bytes, "free_bytes": size.free_bytes}
+
+
+def _mb(size) -> str:
+    text = f"{size.bytes / 1e6:,.1f} MB"
+    return text if size.free_bytes is None else f"{text} ({size.free_bytes / 1e6:,.1f} MB free)"

@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from notifyctl.models import Mailing, MailingState, Message, MessageStatus, ReportRun
+from notifyctl.models import Mailing, MailingState, MessageStatus, PruneRun, ReportRun
+from notifyctl.services.counts import counts_by_status, zero_counts
 from notifyctl.services.mailings import mailing_state
 
 #: A claim whose sender never said "sent" (it died mid-send) may be taken over after this.
@@ -58,17 +59,9 @@ def build_report(*, session: Session, now: datetime, hours: int = 24) -> Report:
             .order_by(Mailing.id)
         ).scalars()
     )
-    counts: dict[int, dict[str, int]] = {
-        m.id: {status.value: 0 for status in MessageStatus} for m in mailings
-    }
-    if mailings:
-        grouped = session.execute(
-            sa.select(Message.mailing_id, Message.status, sa.func.count())
-            .where(Message.mailing_id.in_(list(counts)))
-            .group_by(Message.mailing_id, Message.status)
-        )
-        for mailing_id, status, n in grouped:
-            counts[mailing_id][status] = n
+    counts: dict[int, dict[str, int]] = {m.id: zero_counts() for m in mailings}
+    if mailings:  # (a pruned mailing's come from its summary)
+        counts.update(counts_by_status(session=session, mailing_ids=list(counts))[0])
     rows = [
         ReportRow(
             m.id,
@@ -144,22 +137,33 @@ def render_html(report: Report, *, tz: str) -> str:
     )
 
 
-def claim_day(*, session: Session, day: date, owner: str, now: datetime) -> bool:
-    """Take the day's report for ``owner``; False when it is sent or another holds it."""
+def claim_day(
+    *,
+    session: Session,
+    day: date,
+    owner: str,
+    now: datetime,
+    table: type[ReportRun] | type[PruneRun] = ReportRun,
+) -> bool:
+    """Take the day's report for ``owner``; False when it is sent or another holds it.
+
+    ``table`` is whose day: the report's (``report_run``) or the pruning's (``prune_run``,
+    where ``sent_at`` says it finished), tables of the same columns.
+    """
     key = day.isoformat()
     try:
         with session.begin_nested():
-            session.add(ReportRun(day=key, owner=owner, claimed_at=now))
+            session.add(table(day=key, owner=owner, claimed_at=now))
         return True
     except IntegrityError:
         pass
     # A claim left by a sender that died mid-send is taken over once it is stale.
     taken = session.execute(
-        sa.update(ReportRun)
+        sa.update(table)
         .where(
-            ReportRun.day == key,
-            ReportRun.sent_at.is_(None),
-            ReportRun.claimed_at < now - STALE_CLAIM,
+            table.day == key,
+            table.sent_at.is_(None),
+            table.claimed_at < now - STALE_CLAIM,
         )
         .values(owner=owner, claimed_at=now),
         execution_options={"preserve_rowcount": True},
@@ -167,20 +171,41 @@ def claim_day(*, session: Session, day: date, owner: str, now: datetime) -> bool
     return taken == 1
 
 
-def mark_sent(*, session: Session, day: date, owner: str, now: datetime) -> None:
+def mark_sent(
+    *,
+    session: Session,
+    day: date,
+    owner: str,
+    now: datetime,
+    table: type[ReportRun] | type[PruneRun] = ReportRun,
+) -> None:
     session.execute(
-        sa.update(ReportRun)
-        .where(ReportRun.day == day.isoformat(), ReportRun.owner == owner)
+        sa.update(table)
+        .where(table.day == day.isoformat(), table.owner == owner)
         .values(sent_at=now)
     )
 
 
-def release_day(*, session: Session, day: date, owner: str) -> None:
+def release_day(
+    *,
+    session: Session,
+    day: date,
+    owner: str,
+    table: type[ReportRun] | type[PruneRun] = ReportRun,
+) -> None:
     """Give the claim back (the email could not be sent): the next attempt may claim it."""
     session.execute(
-        sa.delete(ReportRun).where(
-            ReportRun.day == day.isoformat(),
-            ReportRun.owner == owner,
-            ReportRun.sent_at.is_(None),
+        sa.delete(table).where(
+            table.day == day.isoformat(), table.owner == owner, table.sent_at.is_(None)
         )
+    )
+
+
+def renew_day(*, session: Session, day: date, owner: str, now: datetime) -> None:
+    """Say that ``owner`` still works on the day's pruning: a claim renewed within
+    ``STALE_CLAIM`` is never taken over, however long the work takes."""
+    session.execute(
+        sa.update(PruneRun)
+        .where(PruneRun.day == day.isoformat(), PruneRun.owner == owner)
+        .values(claimed_at=now)
     )

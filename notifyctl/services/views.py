@@ -46,7 +46,11 @@ def message_public(message: Message) -> MessagePublic:
 
 def stats_public(stats: MailingStats) -> MailingStatsPublic:
     return MailingStatsPublic(
-        mailing_id=stats.mailing_id, state=stats.state, total=stats.total, by_status=stats.by_status
+        mailing_id=stats.mailing_id,
+        state=stats.state,
+        total=stats.total,
+        by_status=stats.by_status,
+        pruned_at=stats.pruned_at,
     )
 
 
