@@ -67,11 +67,13 @@ def test_three_daemons_racing_for_the_same_clients_keep_to_the_cap(postgres_url,
     ]
 
     def settled() -> bool:
-        statuses = [status for status, _ in fates(postgres_url)]
+        # (every other message looked at and held back: one given back untouched by a
+        # sender, such as for a lease too short, is pending without a reason until then)
+        seen = collections.Counter(fates(postgres_url))
         return (
-            len(statuses) == clients * mailings
-            and "sending" not in statuses
-            and (statuses.count("sent") == 3 * clients)
+            seen[("sent", None)] == 3 * clients
+            and seen.total() == clients * mailings
+            and (seen[("sent", None)] + seen[("pending", "frequency cap 3/24h")] == seen.total())
         )
 
     wait_for(settled, timeout=60)
