@@ -130,7 +130,7 @@ class Store:
                 want = delivery.take_permits(
                     session=session, want=want, rate=self.rate_limit, now=now
                 )
-            return delivery.claim(
+            claimed = delivery.claim(
                 session=session,
                 owner=self.owner,
                 mailing_ids=mailing_ids,
@@ -140,6 +140,11 @@ class Store:
                 seen_at=seen_at,
                 cap=self.frequency_cap,
             )
+            if self.rate_limit:
+                delivery.return_permits(
+                    session=session, unused=want - len(claimed), rate=self.rate_limit
+                )
+            return claimed
 
     async def opted_out_among(self, client_ids: list[int]) -> set[int]:
         """Which of these clients have opted out."""
