@@ -130,7 +130,7 @@ class Store:
                 want = delivery.take_permits(
                     session=session, want=want, rate=self.rate_limit, now=now
                 )
-            return delivery.claim(
+            claimed = delivery.claim(
                 session=session,
                 owner=self.owner,
                 mailing_ids=mailing_ids,
@@ -140,6 +140,11 @@ class Store:
                 seen_at=seen_at,
                 cap=self.frequency_cap,
             )
+            if self.rate_limit:
+                delivery.return_permits(
+                    session=session, unused=want - len(claimed), rate=self.rate_limit
+                )
+            return claimed
 
     async def release_held(self, now: datetime) -> int:
         """Messages held back under a cap other than ours: due now, to be decided again."""

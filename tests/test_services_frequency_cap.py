@@ -237,3 +237,25 @@ def test_messages_held_under_another_cap_are_due_again_when_a_daemon_starts(sess
         assert count == released
     assert row(session, second, client.id)[1] == later
     assert len(claim(session, [second], now=later, cap=None)) == 1
+
+
+def test_a_message_held_back_by_messages_in_flight_is_looked_at_again_soon(session):
+    """Two of the three counted are in flight: should they fail, the client has room at
+    once, so the fourth must not wait for the sent one to leave the period."""
+    [client] = add_clients(session, 1)
+    sent, first, second, fourth = mailings_for(session, 4)
+    now = utcnow()
+    mark_sent(session, sent, client.id, now - timedelta(hours=1))
+    assert len(claim(session, [first, second], owner="other daemon", now=now)) == 2
+
+    assert claim(session, [fourth], now=now) == []
+    assert row(session, fourth, client.id)[1] == now + timedelta(seconds=5)
+
+    session.execute(  # the API refused both
+        sa.update(Message)
+        .where(Message.mailing_id.in_([first.id, second.id]))
+        .values(status="failed", lease_owner=None, lease_until=None)
+    )
+    session.commit()
+    [again] = claim(session, [fourth], now=now + timedelta(seconds=5))
+    assert again.client_id == client.id

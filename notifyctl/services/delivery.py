@@ -587,7 +587,7 @@ def take_permits(*, session: Session, want: int, rate: float, now: datetime) -> 
     The bucket holds at most a fifth of a second's worth, so that all daemons together
     stay at the rate in any one-second window, give or take that burst.
     """
-    capacity = max(1.0, rate * 0.2)
+    capacity = _bucket_capacity(rate)
     query = locked(sa.select(Throttle).where(Throttle.id == 1), session, skip_locked=False)
     bucket = session.execute(query).scalar_one_or_none()
     if bucket is None:  # first use: several daemons may get here at once
@@ -606,6 +606,21 @@ def take_permits(*, session: Session, want: int, rate: float, now: datetime) -> 
     bucket.updated_at = max(bucket.updated_at, now)
     session.add(bucket)
     return granted
+
+
+def _bucket_capacity(rate: float) -> float:
+    return max(1.0, rate * 0.2)
+
+
+def return_permits(*, session: Session, unused: int, rate: float) -> None:
+    """Put back permits a claim took and did not use (fewer messages due, or held back by
+    the frequency cap, or withdrawn): they sent nothing. In the transaction that took
+    them, which still holds the bucket's row."""
+    if unused <= 0:
+        return
+    bucket = session.execute(sa.select(Throttle).where(Throttle.id == 1)).scalar_one()
+    bucket.tokens = min(_bucket_capacity(rate), bucket.tokens + unused)
+    session.add(bucket)
 
 
 def any_due(*, session: Session, mailing_ids: list[int], now: datetime) -> bool:

@@ -3,7 +3,8 @@ across all mailings within any rolling ``period`` (``NOTIFY_FREQUENCY_CAP``).
 
 Decided in the claim's transaction, after the claim's own update: a message whose client
 is at the cap goes back to ``pending``, due when the oldest message counted leaves the
-period (it expires at its mailing's end like any other). Counted: messages sent within
+period, or soon (``RECHECK``) while any counted is in flight and may yet fail (it expires
+at its mailing's end like any other). Counted: messages sent within
 the period and messages in flight (``sending``, by any daemon: the API may be accepting
 them right now). Transactional mailings are neither capped nor counted.
 
@@ -46,7 +47,8 @@ def hold_back(
     clients = sorted({client_id for _, client_id in claimed})
     _lock(session, clients)
     own = {message_id for message_id, _ in claimed}
-    counted: dict[int, list[datetime]] = defaultdict(list)
+    sent: dict[int, list[datetime]] = defaultdict(list)
+    in_flight: dict[int, int] = defaultdict(int)
     for start in range(0, len(clients), CHUNK):
         chunk = clients[start : start + CHUNK]
         rows = session.execute(
@@ -65,17 +67,26 @@ def hold_back(
             )
         )
         for message_id, client_id, status, sent_at in rows:
-            if message_id not in own:  # (ours are decided below, one by one)
-                counted[client_id].append(now if status == MessageStatus.sending else sent_at)
+            if message_id in own:  # (ours are decided below, one by one)
+                continue
+            if status == MessageStatus.sending:
+                in_flight[client_id] += 1
+            else:
+                sent[client_id].append(sent_at)
     held: dict[int, datetime] = {}
     for message_id, client_id in claimed:
-        times = counted[client_id]
-        if len(times) < cap.count:
-            times.append(now)
+        times = sorted(sent[client_id])
+        if len(times) + in_flight[client_id] < cap.count:
+            in_flight[client_id] += 1  # (let through: in flight from now on)
             continue
-        times.sort()
-        frees = times[len(times) - cap.count]  # the one whose leaving makes room
-        held[message_id] = frees + cap.period if frees < now else now + min(RECHECK, cap.period)
+        # Room comes when enough sent ones have left the period...
+        room = len(times) + in_flight[client_id] - cap.count
+        due = times[room] + cap.period if room < len(times) else None
+        # ... or at once should one in flight fail: it is looked at again soon.
+        if in_flight[client_id]:
+            soon = now + min(RECHECK, cap.period)
+            due = soon if due is None else min(due, soon)
+        held[message_id] = due  # (never None: with no room from sent ones, some are in flight)
     return held
 
 
