@@ -38,7 +38,6 @@ BACKLOG_INTERVAL = 5.0  # seconds between counts of the backlog (a metric)
 AUDIT_INTERVAL = 60.0  # seconds between looks at whether the audit log's pruning is due
 AUDIT_PRUNE_EVERY = timedelta(days=1)  # how often NOTIFY_AUDIT_RETENTION is applied
 PRUNE_INTERVAL = 60.0  # seconds between looks at whether the day's retention pruning is due
-PRUNE_PAUSE = 0.05  # seconds between two batches of pruning: the claims get the database
 PRUNE_RENEW = timedelta(minutes=1)  # how often a long pruning renews its day's claim
 TICK = 0.05  # seconds between looks at the schedule
 
@@ -233,12 +232,15 @@ class Housekeeping:
         removed, renewed = retention.Removed(), now
         try:
             steps = self.store.prune_steps(cutoffs)
-            while (batch := await self.store.next_batch(steps)) is not None:
+            while True:
+                started = time.monotonic()
+                if (batch := await self.store.next_batch(steps)) is None:
+                    break
                 removed = batch
                 if self.clock.now() - renewed > PRUNE_RENEW:
                     renewed = self.clock.now()
                     await asyncio.to_thread(self.store.renew_prune_day, day=day, now=renewed)
-                await asyncio.sleep(PRUNE_PAUSE)
+                await asyncio.sleep(retention.pause_after(time.monotonic() - started))
         except BaseException:
             with contextlib.suppress(Exception):  # (unreleased, the claim goes stale instead)
                 await asyncio.to_thread(

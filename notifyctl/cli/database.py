@@ -38,15 +38,24 @@ def prune(
         False, "--dry-run", help="Only count what would be removed; change nothing."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    no_pause: bool = typer.Option(
+        False,
+        "--no-pause",
+        help="Delete batch after batch without pausing (when no daemon is sending).",
+    ),
 ) -> None:
     """Apply retention now: delete attempts older than NOTIFY_RETENTION_ATTEMPTS, and the
     messages of mailings that ended longer ago than NOTIFY_RETENTION_MESSAGES (their
     counts stay, in a summary). Prints rows per table, and the database's size.
 
-    The daemon does the same once a day; 0 keeps everything forever.
+    Batches of 5,000 rows, each its own transaction, with a pause after each as long as
+    it took, so that sending daemons keep half of the database's time. The daemon does
+    the same once a day; 0 keeps everything forever.
 
     Example: NOTIFY_RETENTION_MESSAGES=180d notifyctl db prune --dry-run
     """
+    import time
+
     from notifyctl import render
     from notifyctl.cli.context import actor
     from notifyctl.services import retention
@@ -64,8 +73,15 @@ def prune(
     if not dry_run:
         total = planned.attempt + planned.message
         with render.progress("pruning", total=total, unit="rows") as done:
-            for removed in retention.steps(engine=cli.engine, cutoffs=cutoffs, actor=actor()):
+            steps = retention.steps(engine=cli.engine, cutoffs=cutoffs, actor=actor())
+            while True:
+                started = time.monotonic()
+                if (step := next(steps, None)) is None:
+                    break
+                removed = step
                 done(removed.attempt + removed.message)
+                if not no_pause:
+                    time.sleep(retention.pause_after(time.monotonic() - started))
         with cli.session() as session:
             after = retention.database_size(session=session)
     dialect = cli.engine.dialect.name

@@ -31,6 +31,15 @@ from notifyctl.services.stats import delivery_timeline, timeline_json
 from notifyctl.states import UNSENT_STATUSES
 
 BATCH = 5_000  # rows deleted per transaction (attempts; messages with their attempts)
+#: after each batch a pause as long as the batch took, times PACE (at least MIN_PAUSE):
+#: pruning then takes at most half of the database's time, and sending keeps the rest
+PACE = 1.0
+MIN_PAUSE = 0.05  # seconds
+
+
+def pause_after(seconds: float) -> float:
+    """How long to pause after a batch that took ``seconds``."""
+    return max(MIN_PAUSE, seconds * PACE)
 
 
 @dataclass(frozen=True, slots=True)
