@@ -204,7 +204,7 @@ def claim(
     if not mailing_ids or limit <= 0:
         return []
     due = (
-        sa.select(MESSAGE.c.id)
+        sa.select(MESSAGE.c.id, MESSAGE.c.mailing_id)
         .where(
             MESSAGE.c.mailing_id.in_(mailing_ids),
             status_is(MessageStatus.pending),
@@ -217,8 +217,9 @@ def claim(
     claimed_ids = list(
         session.execute(
             sa.update(MESSAGE)
-            # (the mailings again: PostgreSQL then looks in their partitions only)
-            .where(MESSAGE.c.mailing_id.in_(mailing_ids), MESSAGE.c.id.in_(due.scalar_subquery()))
+            # By the whole key: PostgreSQL finds each row in its own partition only, by
+            # its primary key (id, mailing_id), whatever else the partitions hold.
+            .where(sa.tuple_(MESSAGE.c.id, MESSAGE.c.mailing_id).in_(due))
             .values(status=MessageStatus.sending, lease_owner=owner, lease_until=lease_until)
             .returning(MESSAGE.c.id)
         ).scalars()
