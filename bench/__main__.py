@@ -3,10 +3,13 @@
 python -m bench                      # everything at full size (make bench)
 python -m bench --size small         # a quick pass at a tenth of the sizes
 python -m bench --only throughput    # one part: startup, import, stats, throughput,
-                                     # daemons, memory, scale, api, limits, chaos, prune
+                                     # daemons, memory, scale, api, limits, chaos, prune,
+                                     # claims
+python -m bench --only claims --history 1000000   # claims over a smaller history
 """
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -22,6 +25,7 @@ import sqlalchemy as sa
 
 from bench import data
 from bench.chaos import bench_chaos
+from bench.claims import HISTORY, PLAN, bench_claims
 from bench.common import POSTGRES, SIZES, Row, env_for, run_mailing
 from bench.daemons import bench_daemons
 from bench.limits import bench_limits
@@ -380,6 +384,7 @@ PARTS = {
     "limits": bench_limits,
     "chaos": bench_chaos,
     "prune": bench_prune,
+    "claims": bench_claims,
 }
 
 
@@ -434,6 +439,8 @@ def write_results(results: dict) -> None:
             lines.append(f"| {figure} | {target} | {result} | `{command}` | {part['measured']} |")
     machines = sorted({part["machine"] for part in results.values()})
     lines += ["", "Machine: " + "; ".join(machines), "", "Versions: " + versions(), ""]
+    if "claims" in results and PLAN.exists():
+        lines += ["## The claim's plan on a big history", "", "```", PLAN.read_text(), "```", ""]
     if (HERE / "scale.png").exists():
         lines += ["![cost against audience size](scale.png)", ""]
     (HERE / "RESULTS.md").write_text("\n".join(lines))
@@ -443,7 +450,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
     parser.add_argument("--only", choices=sorted(PARTS), action="append")
+    parser.add_argument(
+        "--history", type=int, default=HISTORY, help="final messages stored for `claims`"
+    )
     args = parser.parse_args()
+    PARTS["claims"] = functools.partial(bench_claims, history=args.history)
     # Processes run as from an installed copy, which keeps its modules' bytecode: a shell
     # that sets PYTHONDONTWRITEBYTECODE would make every start-up compile them again.
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)

@@ -51,10 +51,11 @@ def load_history(url: str, messages: int) -> None:
                     for mailing_id, client_id, at in rows:
                         copy.write_row((mailing_id, client_id, at, "sent", at, 1))
                 with cursor.copy(
-                    "COPY attempt (message_id, started_at, duration_ms, http_status) FROM STDIN"
+                    "COPY attempt (message_id, mailing_id, started_at, duration_ms, "
+                    "http_status) FROM STDIN"
                 ) as copy:
                     for n in range(1, per * HISTORY_MAILINGS + 1):
-                        copy.write_row((n, ENDED, 20.0, 200))
+                        copy.write_row((n, 1 + (n - 1) // per, ENDED, 20.0, 200))
                 cursor.execute("SELECT setval('mailing_id_seq', (SELECT max(id) FROM mailing))")
                 cursor.execute("ANALYZE")
             raw.commit()
@@ -68,9 +69,12 @@ def load_history(url: str, messages: int) -> None:
                 [(n, m, c, _naive(at), _naive(at)) for n, (m, c, at) in enumerate(rows, start=1)],
             )
             connection.exec_driver_sql(
-                "INSERT INTO attempt (message_id, started_at, duration_ms, http_status) "
-                "VALUES (?, ?, 20.0, 200)",
-                [(n, _naive(ENDED)) for n in range(1, per * HISTORY_MAILINGS + 1)],
+                "INSERT INTO attempt (message_id, mailing_id, started_at, duration_ms, "
+                "http_status) VALUES (?, ?, ?, 20.0, 200)",
+                [
+                    (n, 1 + (n - 1) // per, _naive(ENDED))
+                    for n in range(1, per * HISTORY_MAILINGS + 1)
+                ],
             )
     engine.dispose()
 

@@ -235,7 +235,13 @@ class Dispatcher:
         self.breaker.success()
         self.counters.requests += len(attempts)
         self.counters.sent += 1
-        return Outcome(claimed.id, MessageStatus.sent, attempts, sent_at=self.clock.now())
+        return Outcome(
+            claimed.id,
+            MessageStatus.sent,
+            attempts,
+            sent_at=self.clock.now(),
+            mailing_id=claimed.mailing_id,
+        )
 
     def outcome(self, claimed: Claimed, decision: Decision, attempts=None) -> Outcome:
         """The outcome that records ``decision``, counted."""
@@ -257,6 +263,7 @@ class Dispatcher:
             attempts,
             next_attempt_at=decision.at if decision.fate is Fate.wait else None,
             last_error=decision.reason,
+            mailing_id=claimed.mailing_id,
         )
 
     def _message_log(self, claimed: Claimed):

@@ -207,6 +207,7 @@ class Store:
             sent_at=bad.sent_at,
             next_attempt_at=bad.next_attempt_at,
             last_error="(the API's answer could not be stored)",
+            mailing_id=bad.mailing_id,
         )
         try:
             with session_scope(self.engine) as session:

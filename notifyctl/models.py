@@ -27,6 +27,22 @@ from notifyctl.timeutil import utcnow
 #: PostgreSQL sequences never go back by themselves. Existing files: migration 0004.
 NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
 
+#: Table options of ``message`` and ``attempt``: on PostgreSQL they are partitioned by
+#: ranges of mailing ids (``services.partitions``, migration 0011), so that the rows of
+#: old mailings can go a whole partition at a time. The ORM knows ``id`` alone as their
+#: key: ids come from one sequence and no two rows share one, on either backend.
+PARTITIONED_BY_MAILING = {"postgresql_partition_by": "RANGE (mailing_id)"}
+
+
+def _partial_index(name: str, *columns: str, when: str) -> sa.Index:
+    """An index of the messages whose status is ``when``, and of no others.
+
+    Queries must name the status as a literal (``services.delivery.status_is``): a bound
+    parameter keeps SQLite's planner, and PostgreSQL's generic plans, off a partial index.
+    """
+    where = sa.text(f"status = '{when}'")
+    return sa.Index(name, *columns, postgresql_where=where, sqlite_where=where)
+
 
 def _utc_field(*, nullable: bool = True, index: bool = False, default_now: bool = False):
     column = Column(UTCDateTime(), nullable=nullable, index=index)
@@ -259,20 +275,25 @@ class Message(SQLModel, table=True):
 
     __table_args__ = (
         sa.UniqueConstraint("mailing_id", "client_id", name="uq_message_mailing_client"),
-        # claims (per mailing, by status and due time) and the statistics (prefix).
-        sa.Index("ix_message_mailing_status_next", "mailing_id", "status", "next_attempt_at"),
-        # lease reaping: the few rows in "sending" whose lease ran out.
-        sa.Index("ix_message_status_lease", "status", "lease_until"),
+        # Claims: the due pending messages of a mailing, oldest due first. Partial, so
+        # that it holds only what is still to send, never the history (migration 0011).
+        _partial_index("ix_message_pending_due", "mailing_id", "next_attempt_at", when="pending"),
+        # Messages in flight (few at any time): lease reaping, a mailing's in-flight count.
+        _partial_index("ix_message_sending_lease", "mailing_id", "lease_until", when="sending"),
+        # The statistics: counts by status per mailing (an index-only scan).
+        sa.Index("ix_message_mailing_status", "mailing_id", "status"),
+        # The dashboard's failed messages of the last day (services.dashboard).
+        _partial_index("ix_message_failed", "id", when="failed"),
         sa.Index("ix_message_client", "client_id"),
         # the dashboard's messages sent in the last day (services.dashboard); partial, so
         # that a message enters it once, when sent, not at every claim (migration 0007).
-        sa.Index(
-            "ix_message_sent_at",
-            "sent_at",
-            postgresql_where=sa.text("status = 'sent'"),
-            sqlite_where=sa.text("status = 'sent'"),
-        ),
-        NEVER_REUSE_IDS,
+        _partial_index("ix_message_sent_at", "sent_at", when="sent"),
+        # What an attempt's foreign key (message_id, mailing_id) points at. On PostgreSQL
+        # the primary key is (id, mailing_id) - a partitioned table's keys must hold its
+        # partition key - and is this index; SQLite keeps ``id`` alone as its primary key
+        # (AUTOINCREMENT needs it) and gets this index beside it (migration 0011).
+        sa.Index("uq_message_id_mailing", "id", "mailing_id", unique=True).ddl_if(dialect="sqlite"),
+        NEVER_REUSE_IDS | PARTITIONED_BY_MAILING,
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -308,14 +329,22 @@ class MessagePublic(SQLModel):
 class Attempt(SQLModel, table=True):
     """One request to the external API for a message, and what came of it."""
 
-    __table_args__ = (NEVER_REUSE_IDS,)
+    __table_args__ = (
+        # (message_id, mailing_id): on PostgreSQL the key of a partitioned message; the
+        # recorder relies on it failing for a message deleted meanwhile (daemon.store).
+        sa.ForeignKeyConstraint(
+            ["message_id", "mailing_id"],
+            ["message.id", "message.mailing_id"],
+            name="fk_attempt_message",
+            ondelete="CASCADE",
+        ),
+        NEVER_REUSE_IDS | PARTITIONED_BY_MAILING,
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    message_id: int = Field(
-        sa_column=Column(
-            sa.ForeignKey("message.id", ondelete="CASCADE"), nullable=False, index=True
-        )
-    )
+    message_id: int = Field(sa_column=Column(sa.Integer, nullable=False, index=True))
+    #: its message's mailing: the partition key on PostgreSQL (migration 0011)
+    mailing_id: int = Field(nullable=False)
     started_at: datetime = _utc_field(nullable=False, default_now=True)
     duration_ms: float = 0.0
     http_status: int | None = None

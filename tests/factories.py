@@ -71,7 +71,11 @@ def add_history(session, *, ended: datetime, clients: int = 7, lasts=timedelta(h
         message.next_attempt_at = None
         message.sent_at = at if status == "sent" else None
         session.add_all(
-            Attempt(message_id=message.id, started_at=at - timedelta(seconds=30 * t))
+            Attempt(
+                message_id=message.id,
+                mailing_id=message.mailing_id,
+                started_at=at - timedelta(seconds=30 * t),
+            )
             for t in range(tries)
         )
     mailing.activated_at, mailing.completed_at = start, ended

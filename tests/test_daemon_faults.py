@@ -341,7 +341,10 @@ def test_a_message_in_flight_when_its_mailing_is_cancelled_ends_cancelled(db_url
     mailings.cancel_mailing(session=session, mailing_id=mailing.id)
     # The requests in flight failed: their messages come back pending.
     retry = [
-        delivery.Outcome(c.id, MessageStatus.pending, next_attempt_at=utcnow()) for c in claimed
+        delivery.Outcome(
+            c.id, MessageStatus.pending, next_attempt_at=utcnow(), mailing_id=c.mailing_id
+        )
+        for c in claimed
     ]
     delivery.record(session=session, owner="me", outcomes=retry)
     session.commit()
@@ -365,7 +368,9 @@ def test_an_accepted_message_the_expiry_pass_got_to_first_ends_sent(db_url, sess
     session.commit()
     assert statuses(db_url, mailing.id) == {"expired": 1}
 
-    sent = delivery.Outcome(claimed.id, MessageStatus.sent, sent_at=utcnow())
+    sent = delivery.Outcome(
+        claimed.id, MessageStatus.sent, sent_at=utcnow(), mailing_id=claimed.mailing_id
+    )
     delivery.record(session=session, owner="me", outcomes=[sent])
     session.commit()
 
@@ -551,7 +556,12 @@ def test_an_answer_with_nul_bytes_or_broken_unicode_is_stored(db_url, session):
         error="HTTP 503 \x00",
     )
     outcome = delivery.Outcome(
-        claimed.id, MessageStatus.pending, [attempt], next_attempt_at=utcnow(), last_error=hostile
+        claimed.id,
+        MessageStatus.pending,
+        [attempt],
+        next_attempt_at=utcnow(),
+        last_error=hostile,
+        mailing_id=claimed.mailing_id,
     )
     delivery.record(session=session, owner="me", outcomes=[outcome])
     session.commit()
@@ -585,7 +595,10 @@ def test_one_outcome_the_database_refuses_holds_up_no_other(db_url, session, mon
     monkeypatch.setattr(store_module.delivery, "record", record)
     attempt = delivery.AttemptRecord(started_at=utcnow(), duration_ms=1.0, http_status=200)
     outcomes = [
-        delivery.Outcome(c.id, MessageStatus.sent, [attempt], sent_at=utcnow()) for c in claimed
+        delivery.Outcome(
+            c.id, MessageStatus.sent, [attempt], sent_at=utcnow(), mailing_id=c.mailing_id
+        )
+        for c in claimed
     ]
     engine = make_engine(db_url)
     dropped = asyncio.run(store_module.Store(engine, owner="me").record(outcomes))
@@ -610,8 +623,19 @@ def test_recorded_times_are_stored_as_sqlalchemy_stores_them(db_url, session):
         session=session,
         owner="me",
         outcomes=[
-            delivery.Outcome(first.id, MessageStatus.sent, attempts=[attempt], sent_at=whole),
-            delivery.Outcome(second.id, MessageStatus.pending, next_attempt_at=whole),
+            delivery.Outcome(
+                first.id,
+                MessageStatus.sent,
+                attempts=[attempt],
+                sent_at=whole,
+                mailing_id=first.mailing_id,
+            ),
+            delivery.Outcome(
+                second.id,
+                MessageStatus.pending,
+                next_attempt_at=whole,
+                mailing_id=second.mailing_id,
+            ),
         ],
     )
     # The same values through SQLAlchemy's own statement, as before the change.

@@ -7,7 +7,6 @@ import pytest
 import sqlalchemy as sa
 from loguru import logger
 
-from daemon import housekeeping as housekeeping_module
 from daemon.housekeeping import Housekeeping
 from daemon.metrics import DaemonMetrics
 from daemon.store import Store
@@ -64,7 +63,7 @@ def test_one_daemon_a_day_prunes_in_batches_and_logs_what_it_removed(
     db_url, engine, session, monkeypatch, lines
 ):
     monkeypatch.setattr(retention, "BATCH", 2)
-    monkeypatch.setattr(housekeeping_module, "PRUNE_PAUSE", 0)
+    monkeypatch.setattr(retention, "MIN_PAUSE", 0)
     old = add_history(session, ended=NOW - timedelta(days=400), clients=5)
     clock = Clock(NOW)
     first = daemon_jobs(db_url, engine, clock, "a", lines)

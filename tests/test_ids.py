@@ -67,13 +67,14 @@ def test_a_deleted_api_tokens_id_is_never_given_again(session):
 
 def test_a_deleted_attempts_id_is_never_given_again(session):
     add_clients(session, 1)
-    _, (message_id,) = mailing_with_messages(session)
-    session.add_all([Attempt(message_id=message_id), newest := Attempt(message_id=message_id)])
+    mailing, (message_id,) = mailing_with_messages(session)
+    ids = {"message_id": message_id, "mailing_id": mailing.id}
+    session.add_all([Attempt(**ids), newest := Attempt(**ids)])
     session.commit()
     session.execute(sa.delete(Attempt).where(Attempt.id == newest.id))
     session.commit()
 
-    again = Attempt(message_id=message_id)
+    again = Attempt(**ids)
     session.add(again)
     session.commit()
     assert again.id > newest.id

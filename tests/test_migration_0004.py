@@ -248,7 +248,7 @@ def test_after_upgrade_to_0004_deleted_ids_are_never_given_again(old_engine):
         assert again.id > 2
         assert min(message_ids) > 6
         assert tokens.create_token(session=session, name="third")[0].id > 2
-        session.add(attempt := Attempt(message_id=min(message_ids)))
+        session.add(attempt := Attempt(message_id=min(message_ids), mailing_id=again.id))
         session.commit()
         assert attempt.id > 6
 

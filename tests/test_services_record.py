@@ -42,16 +42,31 @@ def test_every_kind_of_outcome_is_stored_as_the_orm_reads_it(db_url, session):
     failed_try = AttemptRecord(at, 12.3456, None, None, "ConnectError: refused \x00 \udcff")
     served = AttemptRecord(later, 3.0, 200, '{"code": 0, "message": "Привет"}')
     outcomes = [
-        Outcome(first.id, MessageStatus.sent, [failed_try, served], sent_at=later),
+        Outcome(
+            first.id,
+            MessageStatus.sent,
+            [failed_try, served],
+            sent_at=later,
+            mailing_id=first.mailing_id,
+        ),
         Outcome(
             second.id,
             MessageStatus.pending,
             [failed_try],
             next_attempt_at=later,
             last_error="HTTP 503",
+            mailing_id=second.mailing_id,
         ),
-        Outcome(third.id, MessageStatus.failed, [served], last_error="code 5: rejected"),
-        Outcome(fourth.id, MessageStatus.pending),  # given back untouched (no attempt)
+        Outcome(
+            third.id,
+            MessageStatus.failed,
+            [served],
+            last_error="code 5: rejected",
+            mailing_id=third.mailing_id,
+        ),
+        Outcome(
+            fourth.id, MessageStatus.pending, mailing_id=fourth.mailing_id
+        ),  # given back untouched (no attempt)
     ]
     delivery.record(session=session, owner="me", outcomes=outcomes)
     session.commit()
@@ -94,7 +109,15 @@ def test_an_outcome_of_a_message_another_daemon_holds_changes_nothing(db_url, se
     delivery.record(
         session=session,
         owner="me",
-        outcomes=[Outcome(claimed.id, MessageStatus.failed, [], last_error="not mine")],
+        outcomes=[
+            Outcome(
+                claimed.id,
+                MessageStatus.failed,
+                [],
+                last_error="not mine",
+                mailing_id=claimed.mailing_id,
+            )
+        ],
     )
     session.commit()
     session.expire_all()
@@ -108,7 +131,11 @@ def test_a_sent_outcome_is_stored_even_after_the_lease_was_taken_over(db_url, se
     delivery.record(
         session=session,
         owner="me",
-        outcomes=[Outcome(claimed.id, MessageStatus.sent, [], sent_at=sent_at)],
+        outcomes=[
+            Outcome(
+                claimed.id, MessageStatus.sent, [], sent_at=sent_at, mailing_id=claimed.mailing_id
+            )
+        ],
     )
     session.commit()
     session.expire_all()

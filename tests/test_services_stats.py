@@ -60,8 +60,15 @@ def test_message_detail_lists_its_attempts_in_order(session):
     message = session.execute(sa.select(Message)).scalars().one()
     session.add_all(
         [
-            Attempt(message_id=message.id, http_status=503, error="server error"),
-            Attempt(message_id=message.id, http_status=200, response_excerpt='{"code":0}'),
+            Attempt(
+                message_id=message.id, mailing_id=mailing.id, http_status=503, error="server error"
+            ),
+            Attempt(
+                message_id=message.id,
+                mailing_id=mailing.id,
+                http_status=200,
+                response_excerpt='{"code":0}',
+            ),
         ]
     )
     session.commit()

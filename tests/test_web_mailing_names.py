@@ -268,7 +268,11 @@ def test_the_dashboard_opens_with_the_totals(browser, session):
     second.status = MessageStatus.failed
     session.add_all([first, second])
     session.commit()
-    session.add(Attempt(message_id=second.id, started_at=utcnow() - timedelta(minutes=3)))
+    session.add(
+        Attempt(
+            message_id=second.id, mailing_id=mailing.id, started_at=utcnow() - timedelta(minutes=3)
+        )
+    )
     session.commit()
 
     page = browser.get("/admin/").text

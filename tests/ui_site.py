@@ -80,6 +80,7 @@ def seed(url: str) -> None:
             session.add(
                 Attempt(
                     message_id=message_id,
+                    mailing_id=running_one.id,
                     started_at=now - timedelta(seconds=message_id),
                     duration_ms=42.5,
                     http_status=200 if status is MessageStatus.sent else 503,

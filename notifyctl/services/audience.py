@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from notifyctl.db import upsert_insert
 from notifyctl.models import Client, Mailing, Message, MessageStatus
+from notifyctl.services import partitions
 from notifyctl.timeutil import utcnow
 
 
@@ -47,6 +48,8 @@ def materialise(*, session: Session, mailing: Mailing, now: datetime | None = No
     client is loaded into memory. Returns the number of messages created.
     """
     now = now or utcnow()
+    # (made when the mailing was; a database restored without them gets them here)
+    partitions.ensure_for(session=session, mailing_id=mailing.id)
     conditions = audience_conditions(
         operator_codes=mailing.operator_codes,
         tags=mailing.tags,

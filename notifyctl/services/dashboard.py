@@ -8,7 +8,7 @@ fast on a million messages (``tests/test_services_dashboard.py`` checks the plan
 - messages sent per hour: the partial index ``ix_message_sent_at`` (``sent_at`` of sent
   messages, migration 0007), read from ``since`` on;
 - messages failed per hour: a failed message has no time of its own; it failed at its last
-  attempt. The failed messages come from ``ix_message_status_lease`` and each one's last
+  attempt. The failed messages come from ``ix_message_failed`` (partial) and each one's last
   attempt from ``ix_attempt_message_id``: the cost grows with the failed messages stored,
   not with the sent ones;
 - mailings running now: ``mailing`` (a small table).
@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from notifyctl.models import Attempt, Client, Mailing, Message, MessageStatus, UTCDateTime
+from notifyctl.models import Attempt, Client, Mailing, MessageStatus, UTCDateTime
 from notifyctl.timeutil import utcnow
 
 PERIOD = timedelta(hours=24)  # what "the last day" covers
@@ -92,16 +92,12 @@ def running_now(*, session: Session, now: datetime) -> int:
 def _sent_per_step(session: Session, since: datetime) -> list[int]:
     # The status as a literal, not a parameter: only then may the planners (SQLite's, and
     # PostgreSQL's generic plans) use the partial index, whose condition it is. SQLite,
-    # with no statistics, would rather take the equality on ``ix_message_status_lease``
+    # with no statistics, would rather take the equality on ``ix_message_mailing_status``
     # and visit every message ever sent: it is told which index to use, in the FROM
     # clause (SQLAlchemy renders no table hint for SQLite), so the columns are named
     # without their table.
     sent_at, status = sa.column("sent_at", UTCDateTime()), sa.column("status", sa.String)
-    source = (
-        sa.text("message INDEXED BY ix_message_sent_at")
-        if session.get_bind().dialect.name == "sqlite"
-        else sa.table("message")
-    )
+    source = _messages(session, "ix_message_sent_at")
     bucket = _bucket(session, sent_at, since)
     query = (
         sa.select(bucket, sa.func.count())
@@ -112,17 +108,27 @@ def _sent_per_step(session: Session, since: datetime) -> list[int]:
     return _per_step(session.execute(query))
 
 
+def _messages(session: Session, index: str):
+    """``message`` as a FROM clause; on SQLite told to read ``index`` (see above)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return sa.table(sa.sql.quoted_name(f"message INDEXED BY {index}", quote=False))
+    return sa.table("message")
+
+
 def _failed_per_step(session: Session, since: datetime) -> list[int]:
+    # (the message's columns by name: its FROM is ``_messages``, as for the sent ones)
+    message_id, status = sa.literal_column("message.id"), sa.literal_column("message.status")
     last_attempt = (
         sa.select(sa.func.max(Attempt.started_at))
-        .where(Attempt.message_id == Message.id)
+        .where(Attempt.message_id == message_id)
         .scalar_subquery()
     )
     # Materialised: merged into the query around it, the subquery would be run twice per
     # failed message, for the filter and again for the grouping (PostgreSQL's plan).
     failed = (
         sa.select(last_attempt.label("at"))
-        .where(Message.status == MessageStatus.failed)
+        .select_from(_messages(session, "ix_message_failed"))
+        .where(status == sa.literal_column(f"'{MessageStatus.failed.value}'"))
         .cte("failed")
         .prefix_with("MATERIALIZED")
     )

@@ -22,6 +22,19 @@ MAILING = Mailing.__table__
 EXCERPT = 500  # characters of a response body or error kept per attempt
 
 
+def status_is(status: MessageStatus) -> sa.ColumnElement[bool]:
+    """``message.status = '<status>'`` with the status written out, not bound: only then
+    may SQLite's planner, and PostgreSQL's generic plans, use the partial indexes of
+    pending, in-flight and failed messages (``models.Message``, migration 0010)."""
+    return MESSAGE.c.status == sa.literal_column(f"'{status.value}'")
+
+
+def unsent() -> sa.ColumnElement[bool]:
+    """Pending or in flight, as two arms that each match a partial index (an ``IN`` of
+    both would match neither, and read the whole history)."""
+    return sa.or_(status_is(MessageStatus.pending), status_is(MessageStatus.sending))
+
+
 def storable(text: str | None, limit: int = EXCERPT) -> str | None:
     """``text`` cut to ``limit`` and made storable anywhere: what the sending API answers is
     arbitrary, and PostgreSQL refuses NUL in text and UTF-8 refuses lone surrogates."""
@@ -80,10 +93,7 @@ def unsent_count(*, session: Session, mailing_ids: list[int]) -> int:
     return session.execute(
         sa.select(sa.func.count())
         .select_from(Message)
-        .where(
-            Message.mailing_id.in_(mailing_ids),
-            Message.status.in_([MessageStatus.pending, MessageStatus.sending]),
-        )
+        .where(MESSAGE.c.mailing_id.in_(mailing_ids), unsent())
     ).scalar_one()
 
 
@@ -131,8 +141,8 @@ def audience_timezones(*, session: Session, mailing_id: int) -> list[str]:
     """The distinct timezones of a mailing's pending messages (for window scheduling)."""
     query = (
         sa.select(Client.timezone)
-        .join(Message, Message.client_id == Client.id)
-        .where(Message.mailing_id == mailing_id, Message.status == MessageStatus.pending)
+        .join(MESSAGE, MESSAGE.c.client_id == Client.id)
+        .where(MESSAGE.c.mailing_id == mailing_id, status_is(MessageStatus.pending))
         .distinct()
     )
     return list(session.execute(query).scalars())
@@ -145,7 +155,7 @@ def defer_timezone(
     of_zone = sa.select(Client.id).where(Client.timezone == timezone)
     where = (
         MESSAGE.c.mailing_id == mailing_id,
-        MESSAGE.c.status == MessageStatus.pending,
+        status_is(MessageStatus.pending),
         MESSAGE.c.client_id.in_(of_zone),
     )
     values = (
@@ -198,10 +208,10 @@ def claim(
     if not mailing_ids or limit <= 0:
         return []
     due = (
-        sa.select(MESSAGE.c.id)
+        sa.select(MESSAGE.c.id, MESSAGE.c.mailing_id)
         .where(
             MESSAGE.c.mailing_id.in_(mailing_ids),
-            MESSAGE.c.status == MessageStatus.pending,
+            status_is(MessageStatus.pending),
             MESSAGE.c.next_attempt_at <= now,
         )
         .order_by(MESSAGE.c.next_attempt_at)
@@ -211,7 +221,9 @@ def claim(
     claimed_ids = list(
         session.execute(
             sa.update(MESSAGE)
-            .where(MESSAGE.c.id.in_(due.scalar_subquery()))
+            # By the whole key: PostgreSQL finds each row in its own partition only, by
+            # its primary key (id, mailing_id), whatever else the partitions hold.
+            .where(sa.tuple_(MESSAGE.c.id, MESSAGE.c.mailing_id).in_(due))
             .values(status=MessageStatus.sending, lease_owner=owner, lease_until=lease_until)
             .returning(MESSAGE.c.id)
         ).scalars()
@@ -313,6 +325,8 @@ class Outcome:
     sent_at: datetime | None = None
     next_attempt_at: datetime | None = None
     last_error: str | None = None
+    #: the message's mailing (``Claimed.mailing_id``): its attempts are stored with it
+    mailing_id: int = field(kw_only=True)
 
 
 def existing_messages(*, session: Session, ids: list[int]) -> set[int]:
@@ -345,30 +359,34 @@ RECORD_OTHER = (
     "lease_until = NULL WHERE id = ? AND status = 'sending' AND lease_owner = ?"
 )
 RECORD_ATTEMPT = (
-    "INSERT INTO attempt (message_id, started_at, duration_ms, http_status, "
-    "response_excerpt, error) VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO attempt (message_id, mailing_id, started_at, duration_ms, http_status, "
+    "response_excerpt, error) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 #: PostgreSQL takes each statement's rows as one array per column: one statement for a
 #: whole batch rather than one per row (the server's CPU is the second core's, shared
-#: with the daemon and the API). Same conditions and values as above.
+#: with the daemon and the API). Same conditions and values as above; each message is
+#: found by its whole key (id, mailing_id), so in its own partition only.
 RECORD_SENT_ARRAYS = (
     "UPDATE message AS m SET status = 'sent', sent_at = v.sent_at, "
     "attempts = m.attempts + v.n, last_error = NULL, next_attempt_at = NULL, "
     "lease_owner = NULL, lease_until = NULL "
-    "FROM unnest(%s::timestamptz[], %s::int[], %s::int[]) AS v(sent_at, n, id) "
-    "WHERE m.id = v.id AND m.status IN ('sending', 'pending', 'expired')"
+    "FROM unnest(%s::timestamptz[], %s::int[], %s::int[], %s::int[]) "
+    "AS v(sent_at, n, id, mailing_id) "
+    "WHERE m.id = v.id AND m.mailing_id = v.mailing_id "
+    "AND m.status IN ('sending', 'pending', 'expired')"
 )
 RECORD_OTHER_ARRAYS = (
     "UPDATE message AS m SET status = v.status, attempts = m.attempts + v.n, "
     "last_error = COALESCE(v.error, m.last_error), next_attempt_at = v.next, "
     "lease_owner = NULL, lease_until = NULL "
-    "FROM unnest(%s::varchar[], %s::int[], %s::varchar[], %s::timestamptz[], %s::int[]) "
-    "AS v(status, n, error, next, id) "
-    "WHERE m.id = v.id AND m.status = 'sending' AND m.lease_owner = %s"
+    "FROM unnest(%s::varchar[], %s::int[], %s::varchar[], %s::timestamptz[], %s::int[], "
+    "%s::int[]) AS v(status, n, error, next, id, mailing_id) "
+    "WHERE m.id = v.id AND m.mailing_id = v.mailing_id "
+    "AND m.status = 'sending' AND m.lease_owner = %s"
 )
 RECORD_ATTEMPT_ARRAYS = (
-    "INSERT INTO attempt (message_id, started_at, duration_ms, http_status, "
-    "response_excerpt, error) SELECT * FROM unnest(%s::int[], %s::timestamptz[], "
+    "INSERT INTO attempt (message_id, mailing_id, started_at, duration_ms, http_status, "
+    "response_excerpt, error) SELECT * FROM unnest(%s::int[], %s::int[], %s::timestamptz[], "
     "%s::float8[], %s::int[], %s::varchar[], %s::varchar[])"
 )
 
@@ -381,8 +399,11 @@ def record(*, session: Session, owner: str, outcomes: list[Outcome]) -> None:
     """
     connection = session.connection()
     run, when = _driver(connection)
+    postgres = connection.dialect.name == "postgresql"
+    # (a row's last value: its mailing on PostgreSQL, its lease owner on SQLite - the
+    # arrays take the owner once, after the columns)
     sent = [
-        (when(o.sent_at), len(o.attempts), o.message_id)
+        (when(o.sent_at), len(o.attempts), o.message_id, *((o.mailing_id,) if postgres else ()))
         for o in outcomes
         if o.status is MessageStatus.sent
     ]
@@ -393,7 +414,7 @@ def record(*, session: Session, owner: str, outcomes: list[Outcome]) -> None:
             storable(o.last_error),
             when(o.next_attempt_at),
             o.message_id,
-            owner,
+            o.mailing_id if postgres else owner,
         )
         for o in outcomes
         if o.status is not MessageStatus.sent
@@ -401,6 +422,7 @@ def record(*, session: Session, owner: str, outcomes: list[Outcome]) -> None:
     attempts = [
         (
             o.message_id,
+            o.mailing_id,
             when(a.started_at),
             round(a.duration_ms, 3),
             a.http_status,
@@ -410,11 +432,11 @@ def record(*, session: Session, owner: str, outcomes: list[Outcome]) -> None:
         for o in outcomes
         for a in o.attempts
     ]
-    if connection.dialect.name == "postgresql":
+    if postgres:
         if sent:
             connection.exec_driver_sql(RECORD_SENT_ARRAYS, _columns(sent))
         if other:  # (the owner is the same in every row: one parameter)
-            connection.exec_driver_sql(RECORD_OTHER_ARRAYS, (*_columns(other)[:5], owner))
+            connection.exec_driver_sql(RECORD_OTHER_ARRAYS, (*_columns(other), owner))
         if attempts:
             connection.exec_driver_sql(RECORD_ATTEMPT_ARRAYS, _columns(attempts))
         return
@@ -452,7 +474,7 @@ def release_all(*, session: Session, owner: str) -> int:
     """Give back every message this daemon still holds (on shutdown or when sending pauses)."""
     return session.execute(
         sa.update(MESSAGE)
-        .where(MESSAGE.c.status == MessageStatus.sending, MESSAGE.c.lease_owner == owner)
+        .where(status_is(MessageStatus.sending), MESSAGE.c.lease_owner == owner)
         .values(status=MessageStatus.pending, lease_owner=None, lease_until=None)
     ).rowcount
 
@@ -466,7 +488,7 @@ def reap_leases(*, session: Session, now: datetime | None) -> int:
     They keep their due time, which had come when they were claimed. ``now=None`` takes
     back every lease: only for a daemon that knows it is the only one (SQLite's lock).
     """
-    conditions = [MESSAGE.c.status == MessageStatus.sending]
+    conditions = [status_is(MessageStatus.sending)]
     if now is not None:
         conditions.append(MESSAGE.c.lease_until < now)
     return session.execute(
@@ -497,8 +519,8 @@ def expire_ended(*, session: Session, now: datetime) -> dict[int, int]:
             .where(
                 MESSAGE.c.mailing_id == mailing.id,
                 sa.or_(
-                    MESSAGE.c.status == MessageStatus.pending,
-                    sa.and_(MESSAGE.c.status == MessageStatus.sending, MESSAGE.c.lease_until < now),
+                    status_is(MessageStatus.pending),
+                    sa.and_(status_is(MessageStatus.sending), MESSAGE.c.lease_until < now),
                 ),
             )
             .values(
@@ -511,7 +533,7 @@ def expire_ended(*, session: Session, now: datetime) -> dict[int, int]:
         in_flight = session.execute(
             sa.select(sa.func.count())
             .select_from(MESSAGE)
-            .where(MESSAGE.c.mailing_id == mailing.id, MESSAGE.c.status == MessageStatus.sending)
+            .where(MESSAGE.c.mailing_id == mailing.id, status_is(MessageStatus.sending))
         ).scalar_one()
         if not in_flight:
             # (only if no other daemon completed it meanwhile: one entry in the audit log)
@@ -547,23 +569,18 @@ def cancel_leftovers(*, session: Session) -> int:
     cancelled = sa.select(MAILING.c.id).where(MAILING.c.cancelled_at.is_not(None))
     return session.execute(
         sa.update(MESSAGE)
-        .where(MESSAGE.c.status == MessageStatus.pending, MESSAGE.c.mailing_id.in_(cancelled))
+        .where(status_is(MessageStatus.pending), MESSAGE.c.mailing_id.in_(cancelled))
         .values(status=MessageStatus.cancelled, next_attempt_at=None)
     ).rowcount
 
 
 def complete_done(*, session: Session, now: datetime) -> list[int]:
     """Mark activated mailings whose every message is final as completed; returns their ids."""
-    unsent = (
-        sa.select(MESSAGE.c.id)
-        .where(
-            MESSAGE.c.mailing_id == MAILING.c.id,
-            MESSAGE.c.status.in_([MessageStatus.pending, MessageStatus.sending]),
-        )
-        .exists()
+    unfinished = (
+        sa.select(MESSAGE.c.id).where(MESSAGE.c.mailing_id == MAILING.c.id, unsent()).exists()
     )
     candidates = sa.select(MAILING.c.id).where(
-        MAILING.c.activated_at.is_not(None), MAILING.c.completed_at.is_(None), ~unsent
+        MAILING.c.activated_at.is_not(None), MAILING.c.completed_at.is_(None), ~unfinished
     )
     ids = list(session.execute(candidates).scalars())
     if ids:
@@ -630,8 +647,8 @@ def any_due(*, session: Session, mailing_ids: list[int], now: datetime) -> bool:
     query = sa.select(MESSAGE.c.id).where(
         MESSAGE.c.mailing_id.in_(mailing_ids),
         sa.or_(
-            sa.and_(MESSAGE.c.status == MessageStatus.pending, MESSAGE.c.next_attempt_at <= now),
-            MESSAGE.c.status == MessageStatus.sending,
+            sa.and_(status_is(MessageStatus.pending), MESSAGE.c.next_attempt_at <= now),
+            status_is(MessageStatus.sending),
         ),
     )
     return session.execute(query.limit(1)).first() is not None
@@ -653,10 +670,8 @@ def due_now(*, session: Session, now: datetime) -> int:
         .where(
             MESSAGE.c.mailing_id.in_(running),
             sa.or_(
-                sa.and_(
-                    MESSAGE.c.status == MessageStatus.pending, MESSAGE.c.next_attempt_at <= now
-                ),
-                MESSAGE.c.status == MessageStatus.sending,
+                sa.and_(status_is(MessageStatus.pending), MESSAGE.c.next_attempt_at <= now),
+                status_is(MessageStatus.sending),
             ),
         )
     ).scalar_one()

@@ -22,7 +22,7 @@ from notifyctl.models import (
     SegmentsPublic,
     SendWindow,
 )
-from notifyctl.services import audience, audit, validation
+from notifyctl.services import audience, audit, partitions, validation
 from notifyctl.services.segments import SegmentCount, count_segments
 from notifyctl.services.state import mailing_state as mailing_state
 from notifyctl.timeutil import as_utc, utcnow
@@ -101,6 +101,9 @@ def create_mailing(
     mailing = _new_mailing(mailing_in, now=now or utcnow())
     session.add(mailing)
     session.flush()
+    # Its messages' partitions, ahead of them (and of the next mailings'): PostgreSQL
+    # refuses a row with no partition for it (services.partitions).
+    partitions.ensure_for(session=session, mailing_id=mailing.id)
     _record(session, "created", mailing.id, audit.diff({}, audit.snapshot(mailing)))
     _log(mailing).info(
         "mailing created: starts {start}, ends {end}, operators {ops}, tags {tags}, "

@@ -1,0 +1,136 @@
+"""PostgreSQL partitions of ``message`` and ``attempt``: made ahead, listed, dropped.
+
+Both tables are partitioned by RANGE of ``mailing_id``, ``PARTITION_MAILINGS`` ids a
+partition (``message_p3`` and ``attempt_p3`` hold mailings 300 to 399; migration 0011).
+A row whose range has no partition is refused, and there is no DEFAULT partition (rows
+in one would stop its range being created later), so partitions are made ahead: when a
+mailing is created or activated, its range's and the next one (``ensure_for``).
+
+Pruning drops a whole range once every mailing in it is pruned (``drop_if_all_pruned``).
+On SQLite the tables are plain: every function here does nothing there.
+"""
+
+import re
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+#: Mailing ids a partition holds (migration 0011 made the first ones with the same size).
+#: A team sending a mailing a day fills one in about three months: a few partitions a
+#: year, each dropped whole once its mailings are pruned. Smaller ranges would multiply
+#: partitions for teams that send hundreds of small mailings a day (every query that is
+#: not given a mailing, such as a message by its id, visits every partition).
+PARTITION_MAILINGS = 100
+TABLES = ("message", "attempt")  # (attempt's rows refer to message's: dropped first)
+#: a lock key held while partitions are made, so that two processes never make one twice
+PARTITION_LOCK = 7_245_310_912
+_BOUNDS = re.compile(r"FOR VALUES FROM \((\d+)\) TO \((\d+)\)")
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """One range of mailing ids, stored in ``message_pN`` and ``attempt_pN``."""
+
+    index: int
+    #: the first mailing id it holds
+    first: int
+    #: the first mailing id it no longer holds
+    end: int
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        return tuple(f"{table}_p{self.index}" for table in TABLES)
+
+
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def partition_of(mailing_id: int) -> Partition:
+    """The range that holds ``mailing_id``."""
+    index = mailing_id // PARTITION_MAILINGS
+    return Partition(index, index * PARTITION_MAILINGS, (index + 1) * PARTITION_MAILINGS)
+
+
+def list_partitions(*, session: Session) -> list[Partition]:
+    """The ranges that have partitions (of ``message``), by first mailing id; [] on SQLite."""
+    if not _postgres(session):
+        return []
+    rows = session.execute(
+        sa.text(
+            "SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits AS i "
+            "JOIN pg_class AS c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'message'::regclass"
+        )
+    ).scalars()
+    found = []
+    for bound in rows:
+        match = _BOUNDS.fullmatch(bound)
+        if match:  # (a partition made by hand some other way is no range of ours)
+            first, end = int(match[1]), int(match[2])
+            found.append(Partition(first // PARTITION_MAILINGS, first, end))
+    return sorted(found, key=lambda p: p.first)
+
+
+def ensure_for(*, session: Session, mailing_id: int) -> list[Partition]:
+    """Make the partitions of ``mailing_id``'s range and of the next one, where missing;
+    returns those made. Cheap when they exist (one catalog query, no lock)."""
+    if not _postgres(session):
+        return []
+    wanted = [partition_of(mailing_id), partition_of(mailing_id + PARTITION_MAILINGS)]
+    if _missing(session, wanted):
+        # Creating a partition locks its parent table: only when one is missing, and
+        # one process at a time (whoever waited finds it made).
+        session.execute(sa.text(f"SELECT pg_advisory_xact_lock({PARTITION_LOCK})"))
+    made = []
+    for partition in _missing(session, wanted):
+        for table, name in zip(TABLES, partition.tables, strict=True):
+            session.execute(
+                sa.text(
+                    f"CREATE TABLE {name} PARTITION OF {table} "
+                    f"FOR VALUES FROM ({partition.first}) TO ({partition.end})"
+                )
+            )
+        made.append(partition)
+    return made
+
+
+def _missing(session: Session, wanted: list[Partition]) -> list[Partition]:
+    names = [p.tables[0] for p in wanted]
+    present = set(
+        session.execute(
+            sa.text("SELECT relname FROM pg_class WHERE relname = ANY(:names) AND relispartition"),
+            {"names": names},
+        ).scalars()
+    )
+    return [p for p in wanted if p.tables[0] not in present]
+
+
+def drop_if_all_pruned(*, session: Session, partition: Partition, pruned: set[int]) -> bool:
+    """Drop ``partition`` (its messages and attempts) if every mailing it may hold is
+    in ``pruned`` (or deleted) and no mailing will ever get an id in its range; returns
+    whether it was dropped. False on SQLite, where pruning deletes rows instead.
+    """
+    if not _postgres(session):
+        return False
+    sequence = session.execute(sa.text("SELECT pg_get_serial_sequence('mailing', 'id')")).scalar()
+    next_id = session.execute(
+        sa.text(
+            f"SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM {sequence}"
+        )
+    ).scalar_one()
+    if partition.end > next_id:  # a mailing made later could land in it
+        return False
+    stored = session.execute(
+        sa.text("SELECT id FROM mailing WHERE id >= :first AND id < :end"),
+        {"first": partition.first, "end": partition.end},
+    ).scalars()
+    if not set(stored) <= pruned:
+        return False
+    # Detached first: a message partition still referred to by the attempts' foreign
+    # key cannot be dropped; detaching checks that no attempt refers to it any more.
+    for table, name in zip(TABLES[::-1], partition.tables[::-1], strict=True):
+        session.execute(sa.text(f"ALTER TABLE {table} DETACH PARTITION {name}"))
+        session.execute(sa.text(f"DROP TABLE {name}"))
+    return True
