@@ -108,6 +108,7 @@ def test_stats_json_shapes(cli):
                 "expired": 0,
                 "cancelled": 0,
             },
+            "pruned_at": None,
         }
     ]
     one = json.loads(cli("stats", str(mailing_id), "--json").stdout)

@@ -11,10 +11,16 @@ On SQLite the tables are plain: every function here does nothing there.
 """
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
+
+from notifyctl.db import session_scope
+from notifyctl.errors import StorageError
+from notifyctl.models import MailingSummary
 
 #: Mailing ids a partition holds (migration 0011 made the first ones with the same size).
 #: A team sending a mailing a day fills one in about three months: a few partitions a
@@ -23,6 +29,8 @@ from sqlmodel import Session
 #: not given a mailing, such as a message by its id, visits every partition).
 PARTITION_MAILINGS = 100
 TABLES = ("message", "attempt")  # (attempt's rows refer to message's: dropped first)
+#: how long dropping a partition waits for its table lock before leaving it to the batches
+DROP_LOCK_TIMEOUT = "2s"
 #: a lock key held while partitions are made, so that two processes never make one twice
 PARTITION_LOCK = 7_245_310_912
 _BOUNDS = re.compile(r"FOR VALUES FROM \((\d+)\) TO \((\d+)\)")
@@ -134,3 +142,36 @@ def drop_if_all_pruned(*, session: Session, partition: Partition, pruned: set[in
         session.execute(sa.text(f"ALTER TABLE {table} DETACH PARTITION {name}"))
         session.execute(sa.text(f"DROP TABLE {name}"))
     return True
+
+
+def drop_whole_ranges(*, engine: Engine, mailing_ids: list[int]) -> Iterator[tuple[int, int]]:
+    """PostgreSQL: drop each partition holding some of ``mailing_ids`` whose every mailing
+    is summarised (``drop_if_all_pruned``); yields (attempts, messages) dropped
+    per partition. A partition whose lock does not come within ``DROP_LOCK_TIMEOUT`` (a
+    long query reading ``message``) is left to the batches. Nothing on SQLite."""
+    if engine.dialect.name != "postgresql" or not mailing_ids:
+        return
+    with session_scope(engine) as session:
+        existing = {p.index: p for p in list_partitions(session=session)}
+    for index in sorted({partition_of(m).index for m in mailing_ids}):
+        partition = existing.get(index)
+        if partition is None:
+            continue
+        message_table, attempt_table = partition.tables
+        try:
+            with session_scope(engine) as session:
+                in_range = MailingSummary.mailing_id.between(partition.first, partition.end - 1)
+                pruned = set(
+                    session.execute(sa.select(MailingSummary.mailing_id).where(in_range)).scalars()
+                )
+                # (counted before the lock is taken: the rows of pruned mailings stay put)
+                messages, attempts = (
+                    session.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+                    for table in (message_table, attempt_table)
+                )
+                session.execute(sa.text(f"SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}'"))
+                dropped = drop_if_all_pruned(session=session, partition=partition, pruned=pruned)
+        except StorageError:
+            continue  # (the lock did not come: the batches delete these rows instead)
+        if dropped:
+            yield attempts, messages

@@ -7,8 +7,9 @@ removing it (``notifyctl db prune``, and the daemon once a day).
   nothing more (completed or cancelled, no message pending or in flight), keeps only its
   counts. A summary row (``mailing_summary``) is written and committed first: from then
   on every count of the mailing is read from it (``services.counts``). Then its message
-  rows, and their attempts, go in batches. ``prune_mailing`` is that whole step for one
-  mailing (where PostgreSQL partitions allow, dropping one may later stand in for it).
+  rows, and their attempts, go: on PostgreSQL a partition (a range of mailing ids) whose
+  mailings are all pruned is dropped whole; what is left goes in batches
+  (``prune_mailing``).
 
 Every batch is its own short transaction of at most ``BATCH`` rows, found through an
 index or the primary key, so that no lock is held long and sending goes on meanwhile;
@@ -25,7 +26,7 @@ from sqlmodel import Session
 
 from notifyctl.db import session_scope
 from notifyctl.models import Attempt, Mailing, MailingSummary, Message, MessageStatus
-from notifyctl.services import audit
+from notifyctl.services import audit, partitions
 from notifyctl.services.counts import zero_counts
 from notifyctl.services.stats import delivery_timeline, timeline_json
 from notifyctl.states import UNSENT_STATUSES
@@ -186,8 +187,13 @@ def delete_messages(*, session: Session, mailing_id: int, limit: int = BATCH) ->
         .order_by(Message.id)
         .limit(limit)
     )
-    attempts = session.execute(sa.delete(Attempt).where(Attempt.message_id.in_(batch))).rowcount
-    messages = session.execute(sa.delete(Message).where(Message.id.in_(batch))).rowcount
+    # (with the mailing named, PostgreSQL looks in its partition only)
+    attempts = session.execute(
+        sa.delete(Attempt).where(Attempt.mailing_id == mailing_id, Attempt.message_id.in_(batch))
+    ).rowcount
+    messages = session.execute(
+        sa.delete(Message).where(Message.mailing_id == mailing_id, Message.id.in_(batch))
+    ).rowcount
     return attempts, messages
 
 
@@ -236,20 +242,25 @@ def prune_mailing(
 
 def steps(*, engine: Engine, cutoffs: Cutoffs, actor: str, limit: int = BATCH) -> Iterator[Removed]:
     """Prune everything due, a transaction per batch; yields the running totals after
-    each batch (the last yielded is the whole)."""
+    each batch (the last yielded is the whole).
+
+    Mailings first: each one's summary is committed, then on PostgreSQL every partition
+    whose mailings are all pruned is dropped whole (``partitions.drop_whole_ranges``), then what is
+    left of them goes in batches. Old attempts last: those of dropped partitions are gone.
+    """
     removed = Removed()
-    if cutoffs.attempts is not None:
-        after: int | None = 0
-        while after is not None:
-            with session_scope(engine, actor=actor) as session:
-                deleted, after = delete_attempts(
-                    session=session, before=cutoffs.attempts, after_id=after, limit=limit
-                )
-            removed.attempt += deleted
-            yield removed
     if cutoffs.messages is not None:
         with session_scope(engine, actor=actor) as session:
             due = due_mailings(session=session, before=cutoffs.messages)
+        for mailing_id in due:
+            with session_scope(engine, actor=actor) as session:
+                if summarise(session=session, mailing_id=mailing_id, before=cutoffs.messages):
+                    removed.mailings.append(mailing_id)
+            yield removed
+        for attempts, messages in partitions.drop_whole_ranges(engine=engine, mailing_ids=due):
+            removed.attempt += attempts
+            removed.message += messages
+            yield removed
         for mailing_id in due:
             for batch in prune_mailing(
                 engine=engine,
@@ -263,6 +274,15 @@ def steps(*, engine: Engine, cutoffs: Cutoffs, actor: str, limit: int = BATCH) -
                 if batch.summarised:
                     removed.mailings.append(mailing_id)
                 yield removed
+    if cutoffs.attempts is not None:
+        after: int | None = 0
+        while after is not None:
+            with session_scope(engine, actor=actor) as session:
+                deleted, after = delete_attempts(
+                    session=session, before=cutoffs.attempts, after_id=after, limit=limit
+                )
+            removed.attempt += deleted
+            yield removed
     yield removed
 
 
