@@ -177,3 +177,37 @@ def test_the_api_never_sees_a_test_sends_id_again_from_the_daemon(
     assert stats["by_status"]["sent"] == stats["total"] == 3
     message_ids = {message["id"] for message in stats["messages"]}
     assert {before["id"], after["id"]}.isdisjoint(message_ids)
+
+
+# --- mailing tests: the list ----------------------------------------------------------
+
+
+def test_tests_lists_them_newest_first_as_the_sends_printed_them(cli, mock_api, sending_to):
+    sending_to(mock_api)
+    mailing_id = create(cli)
+    sent = [
+        json.loads(cli("mailing", "test", str(mailing_id), "--phone", phone, "--json").stdout)
+        for phone in ("79161234567", "79161234568")
+    ]
+
+    listed = cli("mailing", "tests", str(mailing_id), "--json")
+    table = cli("mailing", "tests", str(mailing_id), "--limit", "1")
+
+    assert listed.exit_code == 0, listed.stderr
+    assert json.loads(listed.stdout) == {"total": 2, "limit": 100, "offset": 0, "items": sent[::-1]}
+    assert table.exit_code == 0, table.stderr
+    assert "79161234568" in table.stdout
+    assert "79161234567" not in table.stdout
+    assert "1-1 of 2 (next: --offset 1)" in table.stdout
+
+
+@SQLITE_ONLY
+def test_tests_of_an_unknown_mailing_or_with_a_bad_limit_are_refused(cli):
+    unknown = cli("mailing", "tests", "999")
+    bad_limit = cli("mailing", "tests", str(create(cli)), "--limit", "0")
+
+    assert unknown.exit_code == 3
+    assert unknown.stderr.strip().endswith("no mailing with id 999")
+    assert bad_limit.exit_code == 2
+    (line,) = bad_limit.stderr.splitlines()
+    assert "--limit" in line

@@ -129,6 +129,32 @@ def test_anonymous_callers_cannot_test_send(db_url, engine, mock_api):
     assert mock_api.received() == []
 
 
+def test_the_test_sends_are_listed_newest_first_as_post_answered(api, mock_api):
+    mailing_id = new_mailing(api)
+    sent = [
+        api.post(f"/api/v1/mailings/{mailing_id}/test", json={"phone": phone}).json()
+        for phone in ("79161234567", "79161234568", "79161234569")
+    ]
+
+    listed = api.get(f"/api/v1/mailings/{mailing_id}/tests")
+    second_page = api.get(f"/api/v1/mailings/{mailing_id}/tests?limit=2&offset=2")
+
+    assert listed.status_code == 200, listed.text
+    assert listed.json() == {"total": 3, "limit": 100, "offset": 0, "items": sent[::-1]}
+    assert second_page.json()["items"] == [sent[0]]
+
+
+@SQLITE_ONLY
+def test_listing_test_sends_of_an_unknown_mailing_or_a_bad_page_is_refused(api):
+    mailing_id = new_mailing(api)
+
+    unknown = api.get("/api/v1/mailings/999/tests")
+    bad = api.get(f"/api/v1/mailings/{mailing_id}/tests?limit=0")
+
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "not_found")
+    assert (bad.status_code, bad.json()["field"]) == (422, "limit")
+
+
 # --- admin UI ------------------------------------------------------------------------
 
 
@@ -173,6 +199,25 @@ def test_the_form_shows_the_apis_answer_in_place(browser, mock_api):
     (received,) = mock_api.received()
     assert f"Test send {received['msg_id']} to 79161234567: accepted" in answer.text
     assert 'data-http-status="200"' in answer.text
+
+
+def test_the_newest_test_sends_are_listed_under_the_form(browser, mock_api):
+    csrf = sign_in(browser)
+    mailing_id = ui_mailing(browser, csrf)
+    assert 'id="test-sends"' not in browser.get(f"/admin/mailings/{mailing_id}").text
+
+    for n in range(7):
+        answer = browser.post(
+            f"/admin/mailings/{mailing_id}/test",
+            data={"phone": f"7916123456{n}"},
+            headers={"HX-Request": "true", "X-CSRF-Token": csrf},
+        )
+    page = browser.get(f"/admin/mailings/{mailing_id}")
+
+    for html in (answer.text, page.text):
+        rows = re.findall(r'<td data-label="Phone" class="nobr">(\d+)</td>', html)
+        assert rows == [f"7916123456{n}" for n in (6, 5, 4, 3, 2)]  # the newest five
+        assert "The newest 5 of 7 test sends" in html
 
 
 def test_a_refusal_by_the_api_is_shown_plainly(browser, mock_api):

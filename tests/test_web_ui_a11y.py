@@ -42,6 +42,11 @@ PAGES = [
     "/admin/clients/1/edit",
     "/admin/clients/1/delete",
     "/admin/clients/import",
+    "/admin/clients/1",  # opted out, with messages of two mailings
+    "/admin/clients/2",  # receives mailings
+    "/admin/audit",  # entries by an operator, values cut to open on a click
+    "/admin/audit?mailing_id=2",
+    "/admin/audit?mailing_id=abc",  # refused search: the error above the empty table
     "/admin/mailings/99",  # the error page
 ]
 SERIOUS = ("serious", "critical")
@@ -172,6 +177,8 @@ def test_tables_scroll_only_inside_a_labelled_region_the_keyboard_reaches(
             "/admin/mailings/1",
             "/admin/clients",
             "/admin/mailings/1/messages/26",
+            "/admin/clients/1",
+            "/admin/audit",
         ):
             page.goto(f"{site}{path}")
             unlabelled += page.evaluate(
@@ -187,3 +194,65 @@ def test_tables_scroll_only_inside_a_labelled_region_the_keyboard_reaches(
     finally:
         context.close()
     assert unlabelled == []
+
+
+def focus_on(page: Page, name: str, limit: int = 60) -> str:
+    """Press Tab until the focused element's accessible text is ``name``; its tag.
+
+    Fails when ``limit`` presses never reach it: the keyboard cannot get there.
+    """
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(
+            """() => { const el = document.activeElement;
+                       return [el.tagName, (el.labels && el.labels[0] ? el.labels[0].textContent
+                               : el.getAttribute('aria-label') || el.textContent).trim()]; }"""
+        )
+        if focused[1] == name:
+            return focused[0]
+    raise AssertionError(f"{name!r} is not reached with the Tab key")
+
+
+def focus_ring(page: Page) -> str:
+    """The focused element's outline or box-shadow: what shows a keyboard user where it is."""
+    return page.evaluate(
+        """() => { const style = getComputedStyle(document.activeElement);
+                   return style.outlineStyle !== 'none' && style.outlineWidth !== '0px'
+                       ? style.outlineStyle : style.boxShadow; }"""
+    )
+
+
+def test_the_client_page_and_the_audit_log_work_from_the_keyboard(chromium, site):  # noqa: F811
+    """Opt a client out and in again, search the audit log and open a value cut for the
+    table, with the Tab, Enter and Space keys alone; the focus is visible at each step."""
+    context, page = signed_in(chromium, site, viewport={"width": 1280, "height": 900})
+    try:
+        page.goto(f"{site}/admin/clients/2")
+        expect(page.get_by_role("heading", level=1)).to_contain_text("Client 2")
+        assert focus_on(page, "Opt out") == "BUTTON"
+        assert focus_ring(page) not in ("", "none")
+        page.keyboard.press("Enter")
+        expect(page.locator("#opt-state")).to_have_text("opted out")
+        assert focus_on(page, "Opt in again") == "BUTTON"
+        page.keyboard.press("Space")
+        expect(page.locator("#opt-state")).to_have_text("receives mailings")
+        assert focus_on(page, "Message list") == "DIV"  # the scrolling region of its messages
+
+        page.goto(f"{site}/admin/audit")
+        expect(page.get_by_role("heading", level=1)).to_have_text("Audit log")
+        assert focus_on(page, "Mailing id") == "INPUT"
+        page.keyboard.type("2")
+        rows = page.locator("#audit tbody tr")
+        expect(rows).to_have_count(1)  # mailing 2: created
+        assert focus_on(page, "Audit log") == "DIV"
+        assert focus_ring(page) not in ("", "none")
+        assert focus_on(page, page.locator("#audit summary").first.inner_text()) == "SUMMARY"
+        page.keyboard.press("Enter")
+        expect(page.locator("#audit details").first).to_have_attribute("open", "")
+        assert "utm_source=sms" in page.locator("#audit details").first.inner_text()
+        # The opt-out and opt-in just made are the client's newest entries, by the login.
+        page.goto(f"{site}/admin/audit?client_id=2")
+        expect(rows.first).to_contain_text("opted_in")
+        expect(rows.nth(1)).to_contain_text("opted_out")
+    finally:
+        context.close()

@@ -2,8 +2,9 @@
 
 A live API (uvicorn), a real OpenID Connect provider (oidc-provider-mock), a daemon
 process and the mock sending API: sign in, add clients, import a CSV, create a mailing,
-watch it complete, cancel another, log out. Screenshots land in the test's folder, and
-in ``docs/`` with UI_SCREENSHOTS=docs (``make screenshots``).
+watch it complete, cancel another, opt a client out, reach it with a transactional
+mailing, send tests, read the audit log, log out. Screenshots land in the test's folder,
+and in ``docs/`` with UI_SCREENSHOTS=docs (``make screenshots``).
 """
 
 import os
@@ -38,7 +39,13 @@ CHROMIUM_ARGS = [
 CLIENT_ID = "notifyctl-admin"
 OPERATOR = "ops@example.com"
 AUDIENCE = 30  # clients tagged "vip": 3 typed in, 27 imported
+TYPED_IN = 3  # of them, with operator code 916 (the imported ones have 903)
+SEGMENT_PRICE = "0.45"  # shows each mailing's cost
 WAIT_MS = 60_000
+ORDER_READY = (
+    "Your order 4821 is ready for pickup at Tverskaya 7 until Friday 21:00. Show this SMS "
+    "at the counter; questions: +7 495 000-00-00, every day 09:00-21:00. Thank you!"
+)  # 163 GSM-7 characters: 2 segments
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 pytestmark = pytest.mark.slow
@@ -85,11 +92,13 @@ def daemon(database, mock_api):
 
 
 @pytest.fixture(scope="module")
-def site(database, provider, daemon):
+def site(database, provider, daemon, mock_api):
     port = free_port()  # known before it serves: the OIDC redirect URI is built from it
     settings = Settings(
         public_url=f"http://127.0.0.1:{port}",
         database_url=database,
+        sender_url=mock_api.send_url,  # test sends go where the daemon sends
+        segment_price=SEGMENT_PRICE,
         oidc_issuer=provider,
         oidc_client_id=CLIENT_ID,
         oidc_client_secret="provider-mock-accepts-any-secret",
@@ -153,8 +162,13 @@ def watch_csp(page: Page) -> list[str]:
 
 
 def screenshot(page: Page, tmp_path: Path, name: str, *, full_page: bool = True) -> None:
+    page.screenshot(path=tmp_path / name, full_page=full_page)
+    keep(tmp_path, name)
+
+
+def keep(tmp_path: Path, name: str) -> None:
+    """Check a screenshot taken in ``tmp_path``; copy it to docs/ for ``make screenshots``."""
     path = tmp_path / name
-    page.screenshot(path=path, full_page=full_page)
     assert path.stat().st_size > 10_000  # a rendered page, not a blank one
     if os.environ.get("UI_SCREENSHOTS") == "docs":
         DOCS.mkdir(exist_ok=True)
@@ -184,7 +198,9 @@ def local_input(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def test_an_operator_runs_a_mailing_from_sign_in_to_sign_out(page, site, tmp_path, csp_violations):
+def test_an_operator_runs_a_mailing_from_sign_in_to_sign_out(
+    page, site, mock_api, tmp_path, csp_violations
+):
     # Someone the provider knows but who is not in the allowed group is turned away.
     sign_in(page, site, "intruder@example.com")
     expect(page.get_by_role("alert")).to_contain_text("not allowed")
@@ -232,6 +248,7 @@ def test_an_operator_runs_a_mailing_from_sign_in_to_sign_out(page, site, tmp_pat
     page.get_by_role("link", name="New mailing").click()
     assert unlabelled_controls(page) == []
     now = datetime.now(UTC)
+    page.get_by_label("Name (optional").fill("Black Friday")
     page.get_by_label("Text", exact=True).fill("Black Friday: -30% today only")
     page.get_by_label("Start", exact=True).fill(local_input(now))
     page.get_by_label("End (nothing is sent").fill(local_input(now + timedelta(hours=1)))
@@ -239,7 +256,7 @@ def test_an_operator_runs_a_mailing_from_sign_in_to_sign_out(page, site, tmp_pat
     page.get_by_label("Tags").fill("vip")
     expect(page.locator("[data-audience]")).to_have_text(str(AUDIENCE))
     page.get_by_role("button", name="Create mailing").click()
-    expect(page.get_by_role("heading", name="Mailing 1")).to_be_visible()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Black Friday mailing 1")
 
     # The page follows the daemon until every message is sent.
     sent = page.get_by_role("progressbar", name="sent")
@@ -267,16 +284,81 @@ def test_an_operator_runs_a_mailing_from_sign_in_to_sign_out(page, site, tmp_pat
     page.get_by_role("button", name="Yes, cancel mailing 2").click()  # it asks first
     expect(page.locator("#state")).to_have_text("cancelled")
 
+    # A client opts out: mailings reach it no more, but for transactional ones.
+    page.goto(f"{site}/admin/clients")
+    page.get_by_label("Phone starts with").fill("79160000000")
+    expect(page.locator("#clients tbody tr")).to_have_count(1)
+    page.get_by_role("link", name="79160000000").click()
+    page.get_by_role("button", name="Opt out").click()
+    expect(page.locator("#opt-state")).to_have_text("opted out")
+
+    # A transactional mailing to the typed-in clients: the audience counts the opted-out one.
+    page.goto(f"{site}/admin/mailings/new")
+    page.get_by_label("Name (optional").fill("Order ready")
+    page.get_by_label("Text", exact=True).fill(ORDER_READY)
+    page.get_by_label("Start", exact=True).fill(local_input(now))
+    page.get_by_label("End (nothing is sent").fill(local_input(now + timedelta(hours=1)))
+    page.get_by_label("Timezone of these times").fill("UTC")
+    page.get_by_label("Operator codes").fill("916")
+    expect(page.locator("[data-audience]")).to_have_text(str(TYPED_IN - 1))
+    page.get_by_label("Transactional").check()
+    expect(page.locator("[data-audience]")).to_have_text(str(TYPED_IN))
+    expect(page.locator("[data-segments]")).to_have_attribute("data-segments", "2")
+    assert unlabelled_controls(page) == []
+    screenshot(page, tmp_path, "admin-mailing-form.png")
+    page.get_by_role("button", name="Create mailing").click()
+    expect(page.locator("#transactional")).to_contain_text("yes")
+    sent = page.get_by_role("progressbar", name="sent")
+    expect(sent).to_have_attribute("aria-valuenow", str(TYPED_IN), timeout=WAIT_MS)
+
+    # Test sends of the first mailing: one the API takes, one it refuses (an error status).
+    page.goto(f"{site}/admin/mailings/1")
+    page.get_by_label("Phone", exact=True).fill("+7 916 555-01-02")
+    page.get_by_role("button", name="Send test").click()
+    expect(page.locator("#test-send-result")).to_contain_text("79165550102: accepted")
+    mock_api.faults(error_rate=1)
+    try:
+        page.get_by_label("Phone", exact=True).fill("+7 903 555-01-03")
+        page.get_by_role("button", name="Send test").click()
+        expect(page.locator("#test-send-result")).to_contain_text("not accepted")
+    finally:
+        mock_api.faults(error_rate=0)
+    tests = page.locator("#test-sends tbody tr")
+    expect(tests).to_have_count(2)
+    expect(tests.nth(0)).to_contain_text("79035550103")
+    expect(tests.nth(1)).to_contain_text("79165550102")
+    expect(page.locator("#cost")).to_contain_text(SEGMENT_PRICE)
+    screenshot(page, tmp_path, "admin-mailing.png")
+    page.locator("#test-send").screenshot(path=tmp_path / "admin-test-sends.png")
+    keep(tmp_path, "admin-test-sends.png")
+
     page.goto(f"{site}/admin/")
     rows = page.locator("#dashboard-rows tr")
-    expect(rows).to_have_count(2)
-    expect(rows.nth(0)).to_contain_text("cancelled")
-    expect(rows.nth(1)).to_contain_text("finished")
-    dashboard_sent = rows.nth(1).get_by_role("progressbar", name="sent")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(0)).to_contain_text("Order ready")
+    expect(rows.nth(1)).to_contain_text("cancelled")
+    expect(rows.nth(2)).to_contain_text("finished")
+    dashboard_sent = rows.nth(2).get_by_role("progressbar", name="sent")
     expect(dashboard_sent).to_have_attribute("aria-valuenow", str(AUDIENCE))
+    expect(page.locator("#totals")).to_contain_text("1 opted out")
     screenshot(page, tmp_path, "admin-dashboard.png")
-    page.goto(f"{site}/admin/mailings/1")
-    screenshot(page, tmp_path, "admin-mailing.png")
+
+    # The opted-out client's page: the toggle, and the transactional text that reached it.
+    page.goto(f"{site}/admin/clients/1")
+    history = page.locator("#messages-table tbody tr")
+    expect(history).to_have_count(2)
+    expect(history.nth(0)).to_contain_text("Order ready")
+    expect(history.nth(1)).to_contain_text("Black Friday")
+    expect(page.get_by_role("button", name="Opt in again")).to_be_visible()
+    screenshot(page, tmp_path, "admin-client.png")
+
+    # The audit log: who did all of the above, the daemon's own changes among it.
+    page.goto(f"{site}/admin/audit")
+    entries = page.locator("#audit tbody")
+    expect(entries).to_contain_text(f"oidc:{OPERATOR}")
+    expect(entries).to_contain_text("opted_out")
+    expect(entries).to_contain_text("daemon")
+    screenshot(page, tmp_path, "admin-audit.png", full_page=False)  # the newest entries
 
     # A form whose CSRF token was tampered with is refused and changes nothing.
     page.goto(f"{site}/admin/mailings/1/delete")

@@ -1,8 +1,11 @@
 """An admin UI for browser tests that need no daemon: a database holding a mailing in
 every state, with messages in every status, served by uvicorn; signed in by login link.
 
-Mailings: 1 running (messages in every status, attempts, long errors), 2 scheduled (a
-long text with an unbroken address), 3 paused, 4 cancelled, 5 finished.
+Mailings: 1 running (messages in every status, attempts, long errors; test sends, one
+refused), 2 scheduled (a long text with an unbroken address), 3 paused, 4 cancelled,
+5 finished. Client 1 opted out (its messages: mailings 1 and 5); client 2 did not. The
+changes were made by an operator (``OPERATOR``), so the audit log has entries by them and
+by the opt-out, with values long enough to be cut.
 """
 
 import shutil
@@ -18,15 +21,18 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from notifyctl.config import Settings
-from notifyctl.db import make_engine
+from notifyctl.db import ACTOR, make_engine, session_scope
 from notifyctl.models import Attempt, Client, Message, MessageStatus
-from notifyctl.services import audience, mailings
+from notifyctl.services import audience, mailings, optout, test_sends
+from notifyctl.services.delivery import AttemptRecord
 from notifyctl.timeutil import utcnow
 from tests.factories import add_mailing
 from tests.servers import running
 from web.app import create_app
 
 LOGIN = "nfy_ui-browser-login-token"
+OPERATOR = "oidc:ops@example.com"  #: who made the seeded changes, as the audit log says
+OPTED_OUT = 1  #: the client who opted out
 CLIENTS = 60
 LONG_ERROR = (
     "HTTP 503 from the sending API after 5 attempts: upstream connect error or disconnect/"
@@ -53,7 +59,7 @@ def seed(url: str) -> None:
     engine = make_engine(url)
     now = utcnow()
     zones = ["Europe/Moscow", "Asia/Vladivostok", "America/Argentina/Buenos_Aires", "UTC"]
-    with Session(engine) as session:
+    with Session(engine, info={ACTOR: OPERATOR}) as session:
         session.add_all(
             Client(
                 phone=f"79{n:09d}",
@@ -67,6 +73,7 @@ def seed(url: str) -> None:
         running_one = add_mailing(session, text="Black Friday: -30% today only")
         audience.materialise(session=session, mailing=running_one)
         session.commit()
+        running_id = running_one.id
         messages = session.execute(
             sa.select(Message.id).where(Message.mailing_id == running_one.id).order_by(Message.id)
         ).scalars()
@@ -110,6 +117,27 @@ def seed(url: str) -> None:
             .values(status=MessageStatus.sent, sent_at=earlier + timedelta(minutes=1), attempts=1)
         )
         session.commit()
+        optout.opt_out(session=session, client_id=OPTED_OUT)
+        session.commit()
+    answers = {
+        "79161234567": AttemptRecord(
+            started_at=now, duration_ms=38.2, http_status=200, response_excerpt='{"code": 0}'
+        ),
+        "79161234568": AttemptRecord(
+            started_at=now + timedelta(seconds=5),
+            duration_ms=1012.7,
+            http_status=503,
+            response_excerpt=LONG_ERROR,
+            error="HTTP 503",
+        ),
+    }
+    for phone, answer in answers.items():  # as send_test stores one: before, then after
+        with session_scope(engine, actor=OPERATOR) as session:
+            test, _text = test_sends.start_test_send(
+                session=session, mailing_id=running_id, phone=phone
+            )
+        with session_scope(engine, actor=OPERATOR) as session:
+            test_sends.record_test_send(session=session, test_send=test, attempt=answer)
     engine.dispose()
 
 

@@ -16,6 +16,7 @@ from notifyctl.cli import (
     report,
     servers,
     stats,
+    test_sends,
     tokens,
 )
 from notifyctl.cli.command import NotifyTyper
@@ -33,6 +34,9 @@ app = NotifyTyper(
 )
 app.add_typer(clients.app, name="client")
 app.add_typer(mailings.app, name="mailing")
+# (in a module of their own: mailings.py is long enough)
+mailings.app.command("test")(test_sends.send_test_text)
+mailings.app.command("tests")(test_sends.list_test_sends)
 app.command("stats")(stats.stats)
 app.add_typer(database.app, name="db")
 app.command("mock")(servers.mock)

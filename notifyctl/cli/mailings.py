@@ -6,7 +6,7 @@ from notifyctl.cli.command import NotifyTyper
 from notifyctl.cli.context import confirm, state
 
 app = NotifyTyper(
-    help="Create, change, pause, cancel, delete and list mailings.", no_args_is_help=True
+    help="Create, change, pause, cancel, delete, list and test mailings.", no_args_is_help=True
 )
 
 TIME_HELP = (
@@ -269,55 +269,6 @@ _steering_command(
     "Example: notifyctl mailing delete 3 --yes",
     question="Delete mailing {id} with its messages and statistics?",
 )
-
-
-@app.command("test")
-def send_test_text(
-    ctx: typer.Context,
-    mailing_id: int = MAILING_ID,
-    phone: str = typer.Option(
-        ...,
-        "--phone",
-        metavar="PHONE",
-        help="Where to send it: 7 and 10 digits, such as +7 (916) 123-45-67.",
-    ),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print JSON (as POST /api/v1/mailings/ID/test)."
-    ),
-) -> None:
-    """Send the mailing's current text to one phone now, once, and print the API's answer.
-
-    The request goes to NOTIFY_SENDER_URL with NOTIFY_SENDER_TOKEN, like the daemon's,
-    with no retry and at most NOTIFY_REQUEST_TIMEOUT seconds. It is no message of the
-    mailing (not in its statistics) and works in any state of it; it is recorded, and its
-    id, the message id the API gets, is never any message's. Exit code 6 when the API
-    does not accept it (an error status, a refused token, a timeout, no connection).
-
-    Example: notifyctl mailing test 3 --phone "+7 916 123-45-67"
-    """
-    from notifyctl import render
-    from notifyctl.errors import Unavailable
-    from notifyctl.sendapi import poster
-    from notifyctl.services.test_sends import send_test
-
-    cli = state(ctx)
-    shown = send_test(
-        open_session=cli.session,
-        mailing_id=mailing_id,
-        phone=phone,
-        post=poster(cli.settings),
-    )
-    if as_json:
-        render.print_json(shown.model_dump(mode="json"))
-    else:
-        status = "-" if shown.http_status is None else str(shown.http_status)
-        verdict = "accepted" if shown.accepted else "NOT accepted"
-        print(f"test send {shown.id} to {shown.phone}: {verdict}")
-        print(f"  HTTP status  {status}")
-        print(f"  duration     {shown.duration_ms:.0f} ms")
-        print(f"  answer       {shown.response_excerpt or '-'}")
-    if not shown.accepted:
-        raise Unavailable(f"the sending API did not accept test send {shown.id}: {shown.error}")
 
 
 @app.command("list")

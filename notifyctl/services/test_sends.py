@@ -15,6 +15,8 @@ The rules:
   (``next_message_id``).
 - One request, no retry (``post`` makes it); no transaction is open meanwhile, so a
   slow API holds up neither the daemon nor the database.
+- A mailing's test sends are listed newest first (``list_test_sends``), a page at a time;
+  they go with their mailing when it is deleted.
 """
 
 from collections.abc import Callable
@@ -25,7 +27,7 @@ from loguru import logger
 from sqlmodel import Session
 
 from notifyctl.errors import Conflict
-from notifyctl.models import Client, TestSend, TestSendPublic
+from notifyctl.models import Client, Page, TestSend, TestSendPublic
 from notifyctl.services import validation
 from notifyctl.services.delivery import AttemptRecord
 from notifyctl.services.mailings import get_mailing
@@ -149,6 +151,27 @@ def send_test(
     )
     with open_session() as session:
         return record_test_send(session=session, test_send=test, attempt=attempt)
+
+
+def list_test_sends(
+    *, session: Session, mailing_id: int, limit: int = 100, offset: int = 0
+) -> Page[TestSend]:
+    """One page of a mailing's test sends, newest first (by when the request started;
+    an interrupted one by when it was asked for). An unknown mailing is ``NotFound``."""
+    limit, offset = validation.page_bounds(limit, offset)
+    get_mailing(session=session, mailing_id=mailing_id)
+    mine = TestSend.mailing_id == mailing_id
+    total = session.execute(
+        sa.select(sa.func.count()).select_from(TestSend).where(mine)
+    ).scalar_one()
+    rows = session.execute(
+        sa.select(TestSend)
+        .where(mine)
+        .order_by(TestSend.at.desc(), TestSend.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).scalars()
+    return Page(total=total, limit=limit, offset=offset, items=list(rows))
 
 
 def to_public(test: TestSend) -> TestSendPublic:

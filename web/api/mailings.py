@@ -115,6 +115,22 @@ def test_mailing(
 
 
 @router.get(
+    "/mailings/{mailing_id}/tests",
+    summary="List a mailing's test sends, newest first",
+    responses=NOT_FOUND,
+)
+def list_test_sends(
+    mailing_id: int, session: SessionDep, limit: Limit = 100, offset: Offset = 0
+) -> PagePublic[TestSendPublic]:
+    """Each as `POST /mailings/{id}/test` answered it: the phone, when, and the sending
+    API's answer (`accepted`, `http_status`, `response_excerpt`, `duration_ms`, `error`)."""
+    page = test_sends.list_test_sends(
+        session=session, mailing_id=mailing_id, limit=limit, offset=offset
+    )
+    return page_public(page, test_sends.to_public)
+
+
+@router.get(
     "/mailings/{mailing_id}/messages", summary="List a mailing's messages", responses=NOT_FOUND
 )
 def list_messages(

@@ -18,12 +18,14 @@ from notifyctl.models import (
 )
 from notifyctl.sendapi import poster
 from notifyctl.services import audience, cost, mailings, segments, stats, test_sends, validation
+from notifyctl.services.views import page_public
 from web.deps import SessionDep, SessionOpenerDep, SettingsDep
 from web.ui.forms import FormDep, FormErrors, local_datetime, text, words
 from web.ui.templating import is_htmx, render
 
 router = APIRouter(prefix="/mailings")
 MESSAGES_PER_PAGE = 50
+TESTS_SHOWN = 5  # the newest test sends under the "Send test" form (all: the REST API, CLI)
 ACTIONS = {
     "cancel": mailings.cancel_mailing,
     "pause": mailings.pause_mailing,
@@ -175,7 +177,14 @@ def _page_context(session, settings, mailing_id: int, *, status: str = "", offse
         "messages": messages,
         "status": status,
         "statuses": [s.value for s in MessageStatus],
+        "tests": _recent_tests(session, mailing_id),
     }
+
+
+def _recent_tests(session, mailing_id: int):
+    """The newest test sends of the mailing, as the API answered them (a page)."""
+    page = test_sends.list_test_sends(session=session, mailing_id=mailing_id, limit=TESTS_SHOWN)
+    return page_public(page, test_sends.to_public)
 
 
 @router.post("/{mailing_id}/test", name="ui_mailing_test")
@@ -203,7 +212,8 @@ def send_test(
     test = {"test_phone": phone, "test_result": result, "test_errors": errors}
     if is_htmx(request):  # HTMX swaps only 2xx answers: a refusal is shown, not dropped
         mailing = mailings.get_mailing(session=session, mailing_id=mailing_id)
-        return render(request, "admin/_test_send.html", {"mailing": mailing, **test})
+        context = {"mailing": mailing, "tests": _recent_tests(session, mailing_id), **test}
+        return render(request, "admin/_test_send.html", context)
     context = _page_context(session, settings, mailing_id) | test
     return render(request, "admin/mailing.html", context, 422 if errors else 200)
 
