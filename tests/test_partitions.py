@@ -125,3 +125,101 @@ def test_a_message_with_no_partition_for_it_is_refused(session):
                 "VALUES (987654, 1, now(), 'pending', 0)"
             )
         )
+
+
+def test_pruning_drops_a_range_whose_mailings_are_all_pruned_and_deletes_the_rest(session, engine):
+    """PostgreSQL: the range of two old mailings goes whole; an old mailing sharing its
+    range with a recent one goes in batches. SQLite: all in batches. Same counts."""
+    from notifyctl.services import retention, stats
+    from tests.factories import add_history
+
+    now = utcnow()
+    ended = now - timedelta(days=400)
+    cutoffs = retention.cutoffs(now=now, attempts=None, messages=timedelta(days=365))
+
+    def at(mailing_id: int) -> None:  # the next mailing's id
+        if not is_sqlite(engine):
+            session.execute(
+                sa.text(f"SELECT setval(pg_get_serial_sequence('mailing', 'id'), {mailing_id - 1})")
+            )
+            session.commit()
+
+    at(9 * PARTITION_MAILINGS)
+    whole = [add_history(session, ended=ended, clients=5) for _ in range(2)]
+    at(10 * PARTITION_MAILINGS)
+    shared = add_history(session, ended=ended, clients=5)
+    recent = add_mailing(session)
+    delivery.activate(session=session, mailing=recent, now=utcnow())
+    session.commit()
+    old = [*whole, shared]
+    before = {m.id: stats.mailing_stats(session=session, mailing_id=m.id) for m in old}
+    rows, attempts = (
+        session.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+        for table in ("message", "attempt")
+    )
+    session.commit()  # (an open transaction that read message would hold off the drop)
+
+    removed = retention.prune(engine=engine, cutoffs=cutoffs, actor="cli:ops")
+
+    assert sorted(removed.mailings) == sorted(m.id for m in old)
+    assert removed.message == rows - 5  # all but the recent mailing's
+    assert removed.attempt == attempts  # (the recent mailing has made none yet)
+    session.expire_all()
+    for mailing in old:
+        after = stats.mailing_stats(session=session, mailing_id=mailing.id)
+        assert (after.total, after.by_status) == (
+            before[mailing.id].total,
+            before[mailing.id].by_status,
+        )
+    left = session.execute(sa.text("SELECT DISTINCT mailing_id FROM message")).scalars().all()
+    assert left == [recent.id]
+    if not is_sqlite(engine):
+        firsts = {p.first for p in partitions.list_partitions(session=session)}
+        assert 9 * PARTITION_MAILINGS not in firsts  # dropped whole
+        assert 10 * PARTITION_MAILINGS in firsts  # kept: the recent mailing is in it
+
+
+def test_a_reader_holding_the_table_leaves_the_range_to_the_batches(postgres_url):
+    """A long transaction that read ``message`` would hold the drop's lock (and every
+    claim queued behind it): after 2 s the drop gives up and the rows go in batches."""
+    from sqlmodel import Session
+
+    from notifyctl.db import make_engine
+    from notifyctl.services import retention
+    from tests.conftest import TABLES
+    from tests.factories import add_history
+
+    engine = make_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+        connection.exec_driver_sql(
+            f"SELECT setval(pg_get_serial_sequence('mailing', 'id'), {12 * PARTITION_MAILINGS - 1})"
+        )
+    now = utcnow()
+    with Session(engine, expire_on_commit=False) as session:
+        old = add_history(session, ended=now - timedelta(days=400), clients=4)
+        session.execute(
+            sa.text(
+                f"SELECT setval(pg_get_serial_sequence('mailing', 'id'), {13 * PARTITION_MAILINGS})"
+            )
+        )
+        session.commit()
+    reader = engine.connect()
+    reader.begin()
+    reader.exec_driver_sql("SELECT count(*) FROM message").scalar_one()
+    try:
+        removed = retention.prune(
+            engine=engine,
+            cutoffs=retention.cutoffs(now=now, attempts=None, messages=timedelta(days=365)),
+            actor="cli:ops",
+        )
+    finally:
+        reader.rollback()
+        reader.close()
+    assert (removed.message, removed.mailings) == (4, [old.id])
+    with Session(engine) as session:
+        firsts = {p.first for p in partitions.list_partitions(session=session)}
+        left = session.execute(sa.text("SELECT count(*) FROM message_p12")).scalar_one()
+    assert 12 * PARTITION_MAILINGS in firsts
+    assert left == 0
+    engine.dispose()
