@@ -297,3 +297,25 @@ def test_an_answer_the_database_cannot_store_is_still_in_the_log(engine, session
     (row,) = session.exec(select(TestSend)).all()
     assert row.error == test_sends.NO_ANSWER
     assert any(f"test send {row.id}: accepted (HTTP 200" in line for line in lines), lines
+
+
+def test_a_test_send_is_in_the_audit_log_with_who_asked_for_it(engine, session):
+    """A test send changes no data but sends a real SMS: the log says who sent which
+    mailing's text to which phone; a refused one leaves no entry."""
+    from notifyctl.models import Audit
+
+    mailing = add_mailing(session)
+    with pytest.raises(InvalidInput):
+        send(engine, mailing.id, "12345")
+    shown = test_sends.send_test(
+        open_session=lambda: session_scope(engine, actor="cli:ops"),
+        mailing_id=mailing.id,
+        phone="+7 916 000 09 99",
+        post=accepted,
+    )
+    session.expire_all()
+    entries = session.exec(select(Audit).where(Audit.action == "test_sent")).all()
+    assert [(e.actor, e.object_type, e.object_id) for e in entries] == [
+        ("cli:ops", "mailing", mailing.id)
+    ]
+    assert entries[0].changes == {"test_send_id": [None, shown.id], "phone": [None, "79160000999"]}

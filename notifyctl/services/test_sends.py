@@ -28,7 +28,7 @@ from sqlmodel import Session
 
 from notifyctl.errors import Conflict
 from notifyctl.models import Client, Page, TestSend, TestSendPublic
-from notifyctl.services import validation
+from notifyctl.services import audit, validation
 from notifyctl.services.delivery import AttemptRecord
 from notifyctl.services.mailings import get_mailing
 from notifyctl.timeutil import utcnow
@@ -99,6 +99,14 @@ def start_test_send(*, session: Session, mailing_id: int, phone: str) -> tuple[T
     )
     session.add(test)
     session.flush()
+    # (a real SMS to a phone: who asked for it is on record, as for any change)
+    audit.record(
+        session=session,
+        action="test_sent",
+        object_type="mailing",
+        object_id=mailing.id,
+        changes={"test_send_id": [None, test.id], "phone": [None, phone]},
+    )
     return test, mailing.text
 
 
