@@ -8,8 +8,9 @@ import pytest
 import sqlalchemy as sa
 
 from notifyctl.config import Settings
+from notifyctl.db import connection_scope
 from notifyctl.models import Attempt, Audit, MailingSummary, Message
-from notifyctl.services import audience, cost, report, retention, stats
+from notifyctl.services import audience, cost, counts, report, retention, stats
 from tests.factories import add_clients, add_history, add_mailing
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -166,3 +167,27 @@ def test_the_database_tells_its_size(session):
     if session.get_bind().dialect.name == "sqlite":
         assert size.free_bytes is not None
         assert 0 <= size.free_bytes <= size.bytes
+
+
+def test_counts_read_while_a_mailing_is_pruned_stay_whole(engine, session):
+    """``counts_by_status`` reads the rows and the summaries in two statements: a mailing
+    pruned between them (summary committed, rows deleted) still counts whole."""
+    now = datetime.now(UTC)
+    old = add_history(session, ended=now - timedelta(days=10), clients=9)
+    cut = retention.cutoffs(now=now, attempts=None, messages=timedelta(days=1))
+    fired = []
+
+    def prune_meanwhile(conn, cursor, statement, parameters, context, executemany):
+        # (right after the first of its two reads, whichever comes first)
+        if not fired and ("mailing_summary" in statement or "GROUP BY" in statement):
+            fired.append(True)
+            retention.prune(engine=engine, cutoffs=cut, actor="t")
+
+    sa.event.listen(engine, "after_cursor_execute", prune_meanwhile)
+    try:
+        with connection_scope(engine) as connection:
+            by_mailing, _ = counts.counts_by_status(session=connection)
+    finally:
+        sa.event.remove(engine, "after_cursor_execute", prune_meanwhile)
+    assert fired
+    assert sum(by_mailing[old.id].values()) == 9, by_mailing

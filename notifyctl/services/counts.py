@@ -54,15 +54,16 @@ def counts_by_status(
     if mailing_ids is not None:
         grouped = grouped.where(message.c.mailing_id.in_(mailing_ids))
         summaries = summaries.where(mailing_summary.c.mailing_id.in_(mailing_ids))
+    # Rows first, summaries after: a mailing pruned in between (its summary committed, its
+    # rows deleted) is then found by the second read, whose counts replace the first's.
+    for mailing_id, status, n in session.execute(grouped):
+        counts.setdefault(mailing_id, zero_counts())[status] = n
     pruned: dict[int, datetime] = {}
     for row in session.execute(summaries):
         counts[row.mailing_id] = {
             status.value: row._mapping[status.value] for status in MessageStatus
         }
         pruned[row.mailing_id] = row.pruned_at
-    for mailing_id, status, n in session.execute(grouped):
-        if mailing_id not in pruned:
-            counts.setdefault(mailing_id, zero_counts())[status] = n
     return counts, pruned
 
 
