@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # (imported where a session is made: `stats` runs without the
     from sqlmodel import Session
 
 #: The newest migration; ``tests/test_migrations.py`` checks it against the scripts.
-HEAD_REVISION = "0011"
+HEAD_REVISION = "0012"
 MIGRATION_LOCK = 7_245_310_911  # pg_advisory lock key held while migrating
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000  # milliseconds a writer waits for the lock

@@ -37,7 +37,7 @@ PARTITIONED_BY_MAILING = {"postgresql_partition_by": "RANGE (mailing_id)"}
 def _partial_index(name: str, *columns: str, when: str) -> sa.Index:
     """An index of the messages whose status is ``when``, and of no others.
 
-    Queries must name the status as a literal (``services.delivery.status_is``): a bound
+    Queries must name the status as a literal (``status_is``): a bound
     parameter keeps SQLite's planner, and PostgreSQL's generic plans, off a partial index.
     """
     where = sa.text(f"status = '{when}'")
@@ -285,6 +285,10 @@ class Message(SQLModel, table=True):
         # The dashboard's failed messages of the last day (services.dashboard).
         _partial_index("ix_message_failed", "id", when="failed"),
         sa.Index("ix_message_client", "client_id"),
+        # The frequency cap: what a client was sent within the period, and has in flight,
+        # without reading every message it was ever sent (migration 0012).
+        _partial_index("ix_message_client_sent", "client_id", "sent_at", when="sent"),
+        _partial_index("ix_message_client_sending", "client_id", when="sending"),
         # the dashboard's messages sent in the last day (services.dashboard); partial, so
         # that a message enters it once, when sent, not at every claim (migration 0007).
         _partial_index("ix_message_sent_at", "sent_at", when="sent"),
@@ -311,6 +315,13 @@ class Message(SQLModel, table=True):
     #: while ``sending``: the claim holds until then, after which another daemon may take it
     lease_until: datetime | None = _utc_field()
     lease_owner: str | None = Field(default=None, max_length=64)
+
+
+def status_is(status: MessageStatus) -> sa.ColumnElement[bool]:
+    """``message.status = '<status>'`` with the status written out, not bound: only then
+    may SQLite's planner, and PostgreSQL's generic plans, use the partial indexes of
+    ``Message`` (migrations 0011, 0012)."""
+    return Message.__table__.c.status == sa.literal_column(f"'{status.value}'")
 
 
 class MessagePublic(SQLModel):

@@ -9,7 +9,7 @@ import re
 
 import sqlalchemy as sa
 
-_INDEX = re.compile(r"(?:using|USING (?:COVERING )?INDEX) (\w+)")
+_INDEX = re.compile(r"(?:using|USING (?:COVERING )?INDEX|Index Scan on) (\w+)")
 
 
 def explain(connection: sa.Connection, statement: str, parameters=()) -> str:

@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from notifyctl.caps import parse_frequency_cap
 from notifyctl.db import is_sqlite
 from notifyctl.models import Mailing
 from notifyctl.services import delivery, partitions
@@ -223,3 +224,51 @@ def test_a_reader_holding_the_table_leaves_the_range_to_the_batches(postgres_url
     assert 12 * PARTITION_MAILINGS in firsts
     assert left == 0
     engine.dispose()
+
+
+def test_the_frequency_cap_counts_a_clients_recent_sends_not_its_history(session, engine):
+    """The cap's look at what the claimed clients were sent within its period, or have in
+    flight, reads partial indexes of sent (by client and time) and in-flight messages: not
+    every message each client was ever sent (``ix_message_client``)."""
+    from tests.factories import add_history
+
+    # (a history, and a mailing that sent today: the period's sends of every client)
+    for ago in (timedelta(days=40), timedelta(days=30), timedelta(days=20), timedelta(hours=1)):
+        add_history(session, ended=utcnow() - ago, clients=300)
+    mailing = add_mailing(session)
+    delivery.activate(session=session, mailing=mailing, now=utcnow())
+    session.commit()
+    seen: list[tuple[str, object]] = []
+
+    def keep(conn, cursor, statement, parameters, context, executemany):
+        if "sent_at >" in statement:
+            seen.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", keep)
+    try:
+        now = utcnow()
+        claimed = delivery.claim(
+            session=session,
+            owner="me",
+            mailing_ids=[mailing.id],
+            now=now,
+            lease_until=now + timedelta(seconds=30),
+            limit=10,
+            cap=parse_frequency_cap("3/24h"),
+        )
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", keep)
+    assert claimed
+    assert len(seen) == 1
+    connection = session.connection()
+    if not is_sqlite(engine):
+        connection.exec_driver_sql("ANALYZE")
+        connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+    plan = explain(connection, *seen[0])
+    read = indexes_read(connection, plan)
+    assert "ix_message_client" not in read, plan
+    assert "ix_message_client_sending" in read, plan
+    if is_sqlite(engine):
+        assert "ix_message_client_sent" in read, plan
+    # (PostgreSQL, on these few rows, may as well take the period's sends of everyone
+    # through ix_message_sent_at: also bounded by the period, never the history)

@@ -13,20 +13,21 @@ from sqlmodel import Session
 
 from notifyctl.caps import FrequencyCap
 from notifyctl.db import locked, upsert_insert
-from notifyctl.models import Attempt, Client, Mailing, Message, MessageStatus, Throttle
+from notifyctl.models import (
+    Attempt,
+    Client,
+    Mailing,
+    Message,
+    MessageStatus,
+    Throttle,
+    status_is,
+)
 from notifyctl.services import audience, audit, frequency, optout
 
 MESSAGE = Message.__table__
 ATTEMPT = Attempt.__table__
 MAILING = Mailing.__table__
 EXCERPT = 500  # characters of a response body or error kept per attempt
-
-
-def status_is(status: MessageStatus) -> sa.ColumnElement[bool]:
-    """``message.status = '<status>'`` with the status written out, not bound: only then
-    may SQLite's planner, and PostgreSQL's generic plans, use the partial indexes of
-    pending, in-flight and failed messages (``models.Message``, migration 0010)."""
-    return MESSAGE.c.status == sa.literal_column(f"'{status.value}'")
 
 
 def unsent() -> sa.ColumnElement[bool]:
