@@ -65,6 +65,7 @@ def load_history(url: str, rows: int) -> float:
         session.commit()
     engine.dispose()
     per_mailing = rows // HISTORY_MAILINGS
+    total = per_mailing * HISTORY_MAILINGS  # (whole mailings: none spills into the next range)
     at = ended.isoformat()
     libpq = url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(libpq) as connection, connection.cursor() as cursor:
@@ -72,8 +73,8 @@ def load_history(url: str, rows: int) -> float:
             "COPY message (mailing_id, client_id, created_at, status, sent_at, attempts) FROM STDIN"
         )
         with cursor.copy(copy) as stream:
-            for start in range(0, per_mailing * HISTORY_MAILINGS, COPY_CHUNK):
-                stream.write(_block(start, min(COPY_CHUNK, rows - start), per_mailing, at))
+            for start in range(0, total, COPY_CHUNK):
+                stream.write(_block(start, min(COPY_CHUNK, total - start), per_mailing, at))
     with psycopg.connect(libpq, autocommit=True) as connection:
         connection.execute("VACUUM ANALYZE message")
         # Stored, not being written out: a history is settled, and the checkpoint that

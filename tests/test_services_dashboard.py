@@ -13,6 +13,7 @@ from tests.plans import explain, indexes_read
 #: The moment the tests look from (injected: the figures do not depend on the clock).
 NOW = datetime(2030, 6, 1, 12, 0, 0, 500_000, tzinfo=UTC)
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 
 
 def mailing(session, **times) -> Mailing:
@@ -130,7 +131,26 @@ def test_the_figures_of_messages_read_indexes_not_every_message(session, engine)
     m = mailing(session).id
     message(session, m, 1, MessageStatus.sent, sent_at=NOW - HOUR)
     message(session, m, 2, MessageStatus.failed, attempts=(NOW - HOUR,))
+    # A history of sends before the last day, with the statistics of a real table: on a
+    # few rows every index costs the same, and the planner may pick any (a client's
+    # sends for the frequency cap, say) where the day's range is the point.
+    old = mailing(session, start_at=NOW - 100 * DAY, end_at=NOW - 99 * DAY).id
+    session.execute(
+        sa.insert(Message),
+        [
+            {
+                "mailing_id": old,
+                "client_id": 10 + n,
+                "created_at": NOW - 100 * DAY,
+                "status": MessageStatus.sent,
+                "sent_at": NOW - 99 * DAY + n * timedelta(seconds=1),
+            }
+            for n in range(2000)
+        ],
+    )
     session.commit()
+    if engine.dialect.name == "postgresql":  # (SQLite plans without statistics here)
+        session.connection().exec_driver_sql("ANALYZE")
     plans = explained(session, engine)
     about_messages = [plan for plan in plans if "message" in plan]
     assert len(about_messages) == 2, plans
