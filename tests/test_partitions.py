@@ -272,3 +272,57 @@ def test_the_frequency_cap_counts_a_clients_recent_sends_not_its_history(session
         assert "ix_message_client_sent" in read, plan
     # (PostgreSQL, on these few rows, may as well take the period's sends of everyone
     # through ix_message_sent_at: also bounded by the period, never the history)
+
+
+def test_a_reader_holding_the_table_never_queues_claims_behind_a_new_partition(postgres_url):
+    """Making a range locks message and attempt: behind a long reader it waits 2 s at
+    most. The range ahead is then left for later; the mailing's own range fails the
+    creation (the database is busy), and nothing is stored."""
+    from sqlmodel import Session
+
+    from notifyctl.db import make_engine, session_scope
+    from notifyctl.errors import StorageError
+    from notifyctl.models import MailingCreate
+    from notifyctl.services import mailings
+    from tests.conftest import TABLES
+
+    engine = make_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    with Session(engine) as session:
+        partitions.ensure_for(session=session, mailing_id=19 * PARTITION_MAILINGS)
+        session.commit()
+
+    def create(next_id: int):
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                f"SELECT setval(pg_get_serial_sequence('mailing', 'id'), {next_id - 1})"
+            )
+        now = utcnow()
+        with session_scope(engine) as session:
+            return mailings.create_mailing(
+                session=session,
+                mailing_in=MailingCreate(text="x", start_at=now, end_at=now + timedelta(hours=1)),
+            ).id
+
+    def ranges() -> set[int]:
+        with Session(engine) as session:
+            return {p.index for p in partitions.list_partitions(session=session)}
+
+    reader = engine.connect()
+    reader.begin()
+    reader.exec_driver_sql("SELECT count(*) FROM message").scalar_one()
+    try:
+        assert create(20 * PARTITION_MAILINGS + 50) == 2050  # its range exists; 21 waits
+        assert 21 not in ranges()
+        with pytest.raises(StorageError):
+            create(30 * PARTITION_MAILINGS)  # its own range cannot be made now
+        assert 30 not in ranges()
+    finally:
+        reader.rollback()
+        reader.close()
+    with Session(engine) as session:
+        assert session.execute(sa.select(sa.func.count()).select_from(Mailing)).scalar() == 1
+    assert create(20 * PARTITION_MAILINGS + 60) == 2060  # the reader gone: 21 is made
+    assert 21 in ranges()
+    engine.dispose()

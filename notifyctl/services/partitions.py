@@ -29,7 +29,8 @@ from notifyctl.models import MailingSummary
 #: not given a mailing, such as a message by its id, visits every partition).
 PARTITION_MAILINGS = 100
 TABLES = ("message", "attempt")  # (attempt's rows refer to message's: dropped first)
-#: how long dropping a partition waits for its table lock before leaving it to the batches
+#: how long making or dropping a partition waits for its tables' lock (then: made later, or
+#: the rows left to the batches)
 DROP_LOCK_TIMEOUT = "2s"
 #: a lock key held while partitions are made, so that two processes never make one twice
 PARTITION_LOCK = 7_245_310_912
@@ -93,15 +94,33 @@ def ensure_for(*, session: Session, mailing_id: int) -> list[Partition]:
         session.execute(sa.text(f"SELECT pg_advisory_xact_lock({PARTITION_LOCK})"))
     made = []
     for partition in _missing(session, wanted):
-        for table, name in zip(TABLES, partition.tables, strict=True):
-            session.execute(
-                sa.text(
-                    f"CREATE TABLE {name} PARTITION OF {table} "
-                    f"FOR VALUES FROM ({partition.first}) TO ({partition.end})"
-                )
-            )
+        # Making one takes an exclusive lock on message and attempt, which a long reader
+        # (a report, a backup) may hold: waiting behind it would queue every claim behind
+        # us. So wait DROP_LOCK_TIMEOUT at most; the range ahead is then left for later
+        # (the next mailing or activation makes it), the mailing's own range fails the
+        # change (StorageError: the database is busy; try again).
+        try:
+            with session.begin_nested():
+                session.execute(sa.text(f"SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}'"))
+                for table, name in zip(TABLES, partition.tables, strict=True):
+                    session.execute(
+                        sa.text(
+                            f"CREATE TABLE {name} PARTITION OF {table} "
+                            f"FOR VALUES FROM ({partition.first}) TO ({partition.end})"
+                        )
+                    )
+        except sa.exc.OperationalError as exc:
+            if partition is wanted[0] or not _lock_timeout(exc):
+                raise
+            continue
+        finally:
+            session.execute(sa.text("SET LOCAL lock_timeout = DEFAULT"))
         made.append(partition)
     return made
+
+
+def _lock_timeout(exc: sa.exc.OperationalError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) == "55P03"  # lock_not_available
 
 
 def _missing(session: Session, wanted: list[Partition]) -> list[Partition]:
