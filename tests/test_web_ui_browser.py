@@ -41,6 +41,7 @@ OPERATOR = "ops@example.com"
 AUDIENCE = 30  # clients tagged "vip": 3 typed in, 27 imported
 TYPED_IN = 3  # of them, with operator code 916 (the imported ones have 903)
 SEGMENT_PRICE = "0.45"  # shows each mailing's cost
+FREQUENCY_CAP = "5/24h"  # shows on the dashboard
 WAIT_MS = 60_000
 ORDER_READY = (
     "Your order 4821 is ready for pickup at Tverskaya 7 until Friday 21:00. Show this SMS "
@@ -79,6 +80,7 @@ def daemon(database, mock_api):
     env = dict(os.environ) | {
         "NOTIFY_SENDER_URL": mock_api.send_url,
         "NOTIFY_RATE_LIMIT": "10",
+        "NOTIFY_FREQUENCY_CAP": FREQUENCY_CAP,  # (no client gets that many here)
         "NOTIFY_LOG_LEVEL": "WARNING",
     }
     process = subprocess.Popen(
@@ -99,6 +101,7 @@ def site(database, provider, daemon, mock_api):
         database_url=database,
         sender_url=mock_api.send_url,  # test sends go where the daemon sends
         segment_price=SEGMENT_PRICE,
+        frequency_cap=FREQUENCY_CAP,  # shown on the dashboard
         oidc_issuer=provider,
         oidc_client_id=CLIENT_ID,
         oidc_client_secret="provider-mock-accepts-any-secret",
@@ -341,6 +344,7 @@ def test_an_operator_runs_a_mailing_from_sign_in_to_sign_out(
     dashboard_sent = rows.nth(2).get_by_role("progressbar", name="sent")
     expect(dashboard_sent).to_have_attribute("aria-valuenow", str(AUDIENCE))
     expect(page.locator("#totals")).to_contain_text("1 opted out")
+    expect(page.locator('[data-figure="frequency_cap"]')).to_have_text("5 per 24h")
     screenshot(page, tmp_path, "admin-dashboard.png")
 
     # The opted-out client's page: the toggle, and the transactional text that reached it.

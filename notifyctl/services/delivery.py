@@ -245,7 +245,8 @@ def claim(
         )
         .join(Client, Client.id == MESSAGE.c.client_id)
         .join(MAILING, MAILING.c.id == MESSAGE.c.mailing_id)
-        .where(MESSAGE.c.id.in_(claimed_ids))
+        # (the mailings named: PostgreSQL looks into their partitions only, not the history's)
+        .where(MESSAGE.c.id.in_(claimed_ids), MESSAGE.c.mailing_id.in_(mailing_ids))
         .order_by(MESSAGE.c.next_attempt_at, MESSAGE.c.id)  # (the cap lets the first through)
     )
     found, withdrawn, cappable = [], [], []
@@ -261,13 +262,13 @@ def claim(
         gone = set(claimed_ids) - {c.id for c in found} - set(withdrawn)
         session.execute(
             sa.update(MESSAGE)
-            .where(MESSAGE.c.id.in_(gone))
+            .where(MESSAGE.c.id.in_(gone), MESSAGE.c.mailing_id.in_(mailing_ids))
             .values(status=MessageStatus.cancelled, lease_owner=None, lease_until=None)
         )
     if withdrawn:
         session.execute(
             sa.update(MESSAGE)
-            .where(MESSAGE.c.id.in_(withdrawn))
+            .where(MESSAGE.c.id.in_(withdrawn), MESSAGE.c.mailing_id.in_(mailing_ids))
             .values(
                 status=MessageStatus.cancelled,
                 next_attempt_at=None,
@@ -279,16 +280,21 @@ def claim(
     if cap is not None and cappable:
         held = frequency.hold_back(session=session, cap=cap, claimed=cappable, now=now)
         if held:
-            _give_back(session, held, frequency.reason(cap))
+            _give_back(session, [c for c in found if c.id in held], held, frequency.reason(cap))
             found = [c for c in found if c.id not in held]
     return found
 
 
-def _give_back(session: Session, until: dict[int, datetime], reason: str) -> None:
+def _give_back(
+    session: Session, held: list[Claimed], until: dict[int, datetime], reason: str
+) -> None:
     """Claimed messages back to ``pending``, each due at its time, saying why."""
     session.execute(
         sa.update(MESSAGE)
-        .where(MESSAGE.c.id == sa.bindparam("message_id"))
+        .where(  # (by the whole key: each row looked up in its own partition only)
+            MESSAGE.c.id == sa.bindparam("message_id"),
+            MESSAGE.c.mailing_id == sa.bindparam("of_mailing"),
+        )
         .values(
             status=MessageStatus.pending,
             next_attempt_at=sa.bindparam("until"),
@@ -296,7 +302,7 @@ def _give_back(session: Session, until: dict[int, datetime], reason: str) -> Non
             lease_owner=None,
             lease_until=None,
         ),
-        [{"message_id": m, "until": at} for m, at in until.items()],
+        [{"message_id": c.id, "of_mailing": c.mailing_id, "until": until[c.id]} for c in held],
     )
 
 
