@@ -180,9 +180,12 @@ def test_pruning_drops_a_range_whose_mailings_are_all_pruned_and_deletes_the_res
         assert 10 * PARTITION_MAILINGS in firsts  # kept: the recent mailing is in it
 
 
-def test_a_reader_holding_the_table_leaves_the_range_to_the_batches(postgres_url):
+def test_a_reader_holding_the_table_leaves_the_range_to_the_batches(postgres_url, monkeypatch):
     """A long transaction that read ``message`` would hold the drop's lock (and every
-    claim queued behind it): after 2 s the drop gives up and the rows go in batches."""
+    claim queued behind it): each try gives up after 2 s, and after the last one the rows
+    go in batches."""
+    monkeypatch.setattr(partitions, "DROP_TRIES", 2)
+    monkeypatch.setattr(partitions, "DROP_RETRY_PAUSE", 0.1)
     from sqlmodel import Session
 
     from notifyctl.db import make_engine
@@ -325,4 +328,53 @@ def test_a_reader_holding_the_table_never_queues_claims_behind_a_new_partition(p
         assert session.execute(sa.select(sa.func.count()).select_from(Mailing)).scalar() == 1
     assert create(20 * PARTITION_MAILINGS + 60) == 2060  # the reader gone: 21 is made
     assert 21 in ranges()
+    engine.dispose()
+
+
+def test_a_reader_that_lets_go_soon_only_delays_the_drop(postgres_url, monkeypatch):
+    """A mailing's activation writing ``message`` for a few seconds: the next try drops."""
+    import threading
+
+    from sqlmodel import Session
+
+    from notifyctl.db import make_engine
+    from notifyctl.services import retention
+    from tests.conftest import TABLES
+    from tests.factories import add_history
+
+    monkeypatch.setattr(partitions, "DROP_TRIES", 3)
+    monkeypatch.setattr(partitions, "DROP_RETRY_PAUSE", 0.1)
+    engine = make_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+        connection.exec_driver_sql(
+            f"SELECT setval(pg_get_serial_sequence('mailing', 'id'), {14 * PARTITION_MAILINGS - 1})"
+        )
+    now = utcnow()
+    with Session(engine, expire_on_commit=False) as session:
+        add_history(session, ended=now - timedelta(days=400), clients=4)
+        session.execute(
+            sa.text(
+                f"SELECT setval(pg_get_serial_sequence('mailing', 'id'), {15 * PARTITION_MAILINGS})"
+            )
+        )
+        session.commit()
+    reader = engine.connect()
+    reader.begin()
+    reader.exec_driver_sql("SELECT count(*) FROM message").scalar_one()
+    letting_go = threading.Timer(2.5, reader.rollback)  # during the second try
+    letting_go.start()
+    try:
+        removed = retention.prune(
+            engine=engine,
+            cutoffs=retention.cutoffs(now=now, attempts=None, messages=timedelta(days=365)),
+            actor="cli:ops",
+        )
+    finally:
+        letting_go.join()
+        reader.close()
+    assert removed.message == 4
+    with Session(engine) as session:
+        firsts = {p.first for p in partitions.list_partitions(session=session)}
+    assert 14 * PARTITION_MAILINGS not in firsts  # dropped whole, on the second try
     engine.dispose()

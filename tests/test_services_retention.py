@@ -116,7 +116,8 @@ def test_attempts_older_than_their_retention_go_and_the_messages_keep_their_coun
     sums = stats.mailing_stats(session=session, mailing_id=mailing.id)
 
     assert retention.plan(session=session, cutoffs=keep()).attempt == old
-    removed = retention.prune(engine=engine, cutoffs=keep(), actor="daemon", limit=1)
+    # (windows of 2: each holds an old attempt, so the walk goes to the end)
+    removed = retention.prune(engine=engine, cutoffs=keep(), actor="daemon", limit=2)
 
     assert removed.rows == {"attempt": old, "message": 0, "mailing_summary": 0}
     assert counted(session, Attempt) == kept
@@ -124,6 +125,35 @@ def test_attempts_older_than_their_retention_go_and_the_messages_keep_their_coun
     assert stats.mailing_stats(session=session, mailing_id=mailing.id) == sums
     total_tries = session.execute(sa.select(sa.func.sum(Message.attempts))).scalar_one()
     assert total_tries == 1 + 2 + 1 + 0 + 0 + 2
+
+
+def test_the_walk_over_attempts_stops_at_a_whole_window_of_recent_ones(engine, session):
+    """Ids grow with time: past a window of attempts all younger than the retention, the
+    walk reads no further (it would read every attempt kept, every day). An old attempt
+    recorded late behind that window goes at a later run."""
+    add_history(session, ended=NOW - timedelta(days=20), clients=12, lasts=YEAR)
+    ids = session.execute(sa.select(Attempt.id).order_by(Attempt.id)).scalars().all()
+    assert len(ids) >= 12
+    young = ids[4:10]  # old ones, then six young ones, then old ones recorded late
+    session.execute(sa.update(Attempt).values(started_at=NOW - timedelta(days=40)))
+    session.execute(
+        sa.update(Attempt).where(Attempt.id.in_(young)).values(started_at=NOW - timedelta(days=1))
+    )
+    session.commit()
+    late = len(ids) - 10
+
+    removed = retention.prune(engine=engine, cutoffs=keep(messages=None), actor="daemon", limit=3)
+
+    assert removed.attempt == 4
+    assert counted(session, Attempt) == len(young) + late
+    session.execute(
+        sa.update(Attempt).where(Attempt.id.in_(young)).values(started_at=NOW - timedelta(days=40))
+    )
+    session.commit()
+    assert (
+        retention.prune(engine=engine, cutoffs=keep(messages=None), actor="daemon", limit=3).attempt
+        == len(young) + late
+    )
 
 
 @pytest.mark.parametrize("setting", ["0", "0d"])

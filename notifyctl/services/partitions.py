@@ -11,6 +11,7 @@ On SQLite the tables are plain: every function here does nothing there.
 """
 
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -32,6 +33,8 @@ TABLES = ("message", "attempt")  # (attempt's rows refer to message's: dropped f
 #: how long making or dropping a partition waits for its tables' lock (then: made later, or
 #: the rows left to the batches)
 DROP_LOCK_TIMEOUT = "2s"
+DROP_TRIES = 5  # tries at dropping one partition before its rows are left to the batches
+DROP_RETRY_PAUSE = 1.0  # seconds between two tries
 #: a lock key held while partitions are made, so that two processes never make one twice
 PARTITION_LOCK = 7_245_310_912
 _BOUNDS = re.compile(r"FOR VALUES FROM \((\d+)\) TO \((\d+)\)")
@@ -165,9 +168,11 @@ def drop_if_all_pruned(*, session: Session, partition: Partition, pruned: set[in
 
 def drop_whole_ranges(*, engine: Engine, mailing_ids: list[int]) -> Iterator[tuple[int, int]]:
     """PostgreSQL: drop each partition holding some of ``mailing_ids`` whose every mailing
-    is summarised (``drop_if_all_pruned``); yields (attempts, messages) dropped
-    per partition. A partition whose lock does not come within ``DROP_LOCK_TIMEOUT`` (a
-    long query reading ``message``) is left to the batches. Nothing on SQLite."""
+    is summarised (``drop_if_all_pruned``); yields (attempts, messages) dropped per
+    partition. Each try waits ``DROP_LOCK_TIMEOUT`` at most for the tables' lock (a
+    transaction writing or reading ``message`` holds it off: a mailing's activation, a
+    long report); after ``DROP_TRIES`` tries the partition is left to the batches.
+    Nothing on SQLite."""
     if engine.dialect.name != "postgresql" or not mailing_ids:
         return
     with session_scope(engine) as session:
@@ -176,21 +181,28 @@ def drop_whole_ranges(*, engine: Engine, mailing_ids: list[int]) -> Iterator[tup
         partition = existing.get(index)
         if partition is None:
             continue
-        message_table, attempt_table = partition.tables
+        with session_scope(engine) as session:
+            in_range = MailingSummary.mailing_id.between(partition.first, partition.end - 1)
+            pruned = set(
+                session.execute(sa.select(MailingSummary.mailing_id).where(in_range)).scalars()
+            )
+            # (counted before: the rows of pruned mailings stay put)
+            messages, attempts = (
+                session.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+                for table in partition.tables
+            )
+        if _drop(engine, partition, pruned):
+            yield attempts, messages
+
+
+def _drop(engine: Engine, partition: Partition, pruned: set[int]) -> bool:
+    for attempt in range(DROP_TRIES):
+        if attempt:
+            time.sleep(DROP_RETRY_PAUSE)
         try:
             with session_scope(engine) as session:
-                in_range = MailingSummary.mailing_id.between(partition.first, partition.end - 1)
-                pruned = set(
-                    session.execute(sa.select(MailingSummary.mailing_id).where(in_range)).scalars()
-                )
-                # (counted before the lock is taken: the rows of pruned mailings stay put)
-                messages, attempts = (
-                    session.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
-                    for table in (message_table, attempt_table)
-                )
                 session.execute(sa.text(f"SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}'"))
-                dropped = drop_if_all_pruned(session=session, partition=partition, pruned=pruned)
+                return drop_if_all_pruned(session=session, partition=partition, pruned=pruned)
         except StorageError:
-            continue  # (the lock did not come: the batches delete these rows instead)
-        if dropped:
-            yield attempts, messages
+            continue  # (the lock did not come in time)
+    return False

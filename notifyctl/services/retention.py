@@ -200,15 +200,32 @@ def delete_messages(*, session: Session, mailing_id: int, limit: int = BATCH) ->
 def delete_attempts(
     *, session: Session, before: datetime, after_id: int, limit: int = BATCH
 ) -> tuple[int, int | None]:
-    """Delete up to ``limit`` attempts started before ``before``, of ids above ``after_id``
-    (walked in id order: no index on the start time to keep up at every send); returns
-    how many and the last id looked at (None: no such attempt is left)."""
-    old = [Attempt.id > after_id, Attempt.started_at < before]
-    batch = sa.select(Attempt.id).where(*old).order_by(Attempt.id).limit(limit).subquery()
-    last = session.execute(sa.select(sa.func.max(batch.c.id))).scalar_one()
-    if last is None:
+    """Delete the attempts started before ``before`` among the ``limit`` next ones in id
+    order after ``after_id``; returns how many and the last id looked at, or None when
+    the walk is over: nothing left, or a whole window of attempts started since.
+
+    Walked in id order (no index on the start time to keep up at every send). Ids grow
+    with time, so once a whole window is newer than ``before``, so is everything after
+    it, and the walk stops there rather than reading every attempt kept (an attempt
+    recorded late behind that window goes at the next day's run).
+    """
+    window = (
+        sa.select(Attempt.id, Attempt.started_at)
+        .where(Attempt.id > after_id)
+        .order_by(Attempt.id)
+        .limit(limit)
+        .subquery()
+    )
+    last, oldest = session.execute(
+        sa.select(sa.func.max(window.c.id), sa.func.min(window.c.started_at))
+    ).one()
+    if last is None or oldest >= before:
         return 0, None
-    deleted = session.execute(sa.delete(Attempt).where(*old, Attempt.id <= last)).rowcount
+    deleted = session.execute(
+        sa.delete(Attempt).where(
+            Attempt.id > after_id, Attempt.id <= last, Attempt.started_at < before
+        )
+    ).rowcount
     return deleted, last
 
 
