@@ -378,3 +378,79 @@ def test_a_reader_that_lets_go_soon_only_delays_the_drop(postgres_url, monkeypat
         firsts = {p.first for p in partitions.list_partitions(session=session)}
     assert 14 * PARTITION_MAILINGS not in firsts  # dropped whole, on the second try
     engine.dispose()
+
+
+def test_dropping_a_range_while_a_daemon_records_deadlocks_neither(postgres_url, monkeypatch):
+    """A recording holds message (its outcome) and then writes attempt: a drop that took
+    attempt first and then waited for message would deadlock with it. Both go through."""
+    import threading
+
+    from sqlmodel import Session
+
+    from notifyctl.db import make_engine
+    from notifyctl.services import retention
+    from tests.conftest import TABLES
+    from tests.factories import add_history
+
+    monkeypatch.setattr(partitions, "DROP_TRIES", 1)  # (a deadlock would leave it undropped)
+    engine = make_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+        connection.exec_driver_sql(
+            f"SELECT setval(pg_get_serial_sequence('mailing', 'id'), {16 * PARTITION_MAILINGS - 1})"
+        )
+    now = utcnow()
+    with Session(engine, expire_on_commit=False) as session:
+        add_history(session, ended=now - timedelta(days=400), clients=4)
+        session.execute(
+            sa.text(
+                f"SELECT setval(pg_get_serial_sequence('mailing', 'id'), {17 * PARTITION_MAILINGS})"
+            )
+        )
+        session.commit()
+        live = add_mailing(session)
+        delivery.activate(session=session, mailing=live, now=now)
+        session.commit()
+        message_id = session.execute(
+            sa.select(sa.func.min(sa.text("id")))
+            .select_from(sa.text("message"))
+            .where(sa.text(f"mailing_id = {live.id}"))
+        ).scalar_one()
+    recorder = engine.connect()
+    recorder.begin()
+    recorder.exec_driver_sql(
+        f"UPDATE message SET status = 'sent', sent_at = now() WHERE id = {message_id}"
+    )
+    errors: list[Exception] = []
+
+    def finish_recording() -> None:
+        try:
+            recorder.exec_driver_sql(
+                "INSERT INTO attempt (message_id, mailing_id, started_at, duration_ms) "
+                f"VALUES ({message_id}, {live.id}, now(), 1)"
+            )
+            recorder.commit()
+        except Exception as exc:  # (the deadlock's victim)
+            errors.append(exc)
+
+    later = threading.Timer(1.0, finish_recording)  # while the drop waits for its lock
+    later.start()
+    try:
+        removed = retention.prune(
+            engine=engine,
+            cutoffs=retention.cutoffs(now=now, attempts=None, messages=timedelta(days=365)),
+            actor="cli:ops",
+        )
+    finally:
+        later.join()
+        recorder.close()
+    assert errors == []
+    assert removed.message == 4
+    with Session(engine) as session:
+        firsts = {p.first for p in partitions.list_partitions(session=session)}
+        sent = session.execute(
+            sa.text(f"SELECT status FROM message WHERE id = {message_id}")
+        ).scalar_one()
+    assert 16 * PARTITION_MAILINGS not in firsts
+    assert sent == "sent"
+    engine.dispose()

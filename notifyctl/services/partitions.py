@@ -158,6 +158,11 @@ def drop_if_all_pruned(*, session: Session, partition: Partition, pruned: set[in
     ).scalars()
     if not set(stored) <= pruned:
         return False
+    # Both tables locked up front, message first, as a daemon's recording takes them
+    # (message's rows, then attempt's): detaching attempt's partition first and then
+    # waiting for message would deadlock with a recording that holds message and waits
+    # for attempt, and a busy daemon is always recording.
+    session.execute(sa.text("LOCK TABLE message, attempt IN ACCESS EXCLUSIVE MODE"))
     # Detached first: a message partition still referred to by the attempts' foreign
     # key cannot be dropped; detaching checks that no attempt refers to it any more.
     for table, name in zip(TABLES[::-1], partition.tables[::-1], strict=True):
