@@ -102,9 +102,24 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url = request.getfixturevalue("postgres_url")
     engine = make_engine(url)
     with engine.begin() as connection:
+        forget_partitions(connection)
         connection.exec_driver_sql(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
     engine.dispose()
     return url
+
+
+def forget_partitions(connection) -> None:
+    """Drop the partitions earlier tests made beyond the first two ranges (ids restart at
+    1): TRUNCATE's cost grows with them (0.08 s with 4, 0.6 s with 40)."""
+    extra = connection.exec_driver_sql(
+        "SELECT c.relname FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'message'::regclass AND c.relname NOT IN ('message_p0', 'message_p1')"
+    ).scalars()
+    for name in list(extra):
+        index = name.removeprefix("message_")
+        for table in ("attempt", "message"):  # (attempt's refer to message's)
+            connection.exec_driver_sql(f"ALTER TABLE {table} DETACH PARTITION {table}_{index}")
+            connection.exec_driver_sql(f"DROP TABLE {table}_{index}")
 
 
 @pytest.fixture

@@ -180,10 +180,11 @@ def fresh_postgres_mailing(postgres_url: str, *, clients: int):
     from sqlmodel import Session
 
     from notifyctl.db import make_engine
-    from tests.conftest import TABLES
+    from tests.conftest import TABLES, forget_partitions
 
     engine = make_engine(postgres_url)
     with engine.begin() as connection:
+        forget_partitions(connection)
         connection.exec_driver_sql(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
     with Session(engine, expire_on_commit=False) as session:
         add_clients(session, clients)
