@@ -35,6 +35,7 @@ def run_children(count: int, args: list[str], env: dict[str, str]) -> int:
         for index in range(count)
     ]
     forwarded = False
+    asked: set[int] = set()  # the children sent our SIGTERM
 
     def forward(_signum, _frame) -> None:
         nonlocal forwarded
@@ -46,6 +47,7 @@ def run_children(count: int, args: list[str], env: dict[str, str]) -> int:
         forwarded = True
         for child in children:
             if child.poll() is None:
+                asked.add(child.pid)
                 child.send_signal(signal.SIGTERM)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -57,7 +59,12 @@ def run_children(count: int, args: list[str], env: dict[str, str]) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return max(abs(child.returncode) for child in children)
+    # A child our SIGTERM reached while it was still starting (before its handler was up,
+    # so before any claim) stopped as asked, holding nothing: not a failure.
+    return max(
+        0 if child.pid in asked and child.returncode == -signal.SIGTERM else abs(child.returncode)
+        for child in children
+    )
 
 
 def child_environment(database_url: str, metrics_port: int, heartbeat: Path) -> dict[str, str]:
