@@ -180,6 +180,29 @@ def test_pruning_drops_a_range_whose_mailings_are_all_pruned_and_deletes_the_res
         assert 10 * PARTITION_MAILINGS in firsts  # kept: the recent mailing is in it
 
 
+def old_range(postgres_url: str, index: int):
+    """An emptied database whose range ``index`` holds one mailing ended 400 days ago (4
+    messages) and which no later mailing can land in: (engine, that mailing)."""
+    from sqlmodel import Session
+
+    from notifyctl.db import make_engine
+    from tests.conftest import TABLES
+    from tests.factories import add_history
+
+    def next_mailing_id(first: int) -> str:
+        return f"SELECT setval(pg_get_serial_sequence('mailing', 'id'), {first - 1})"
+
+    engine = make_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+        connection.exec_driver_sql(next_mailing_id(index * PARTITION_MAILINGS))
+    with Session(engine, expire_on_commit=False) as session:
+        old = add_history(session, ended=utcnow() - timedelta(days=400), clients=4)
+        session.execute(sa.text(next_mailing_id((index + 1) * PARTITION_MAILINGS + 1)))
+        session.commit()
+    return engine, old
+
+
 def test_a_reader_holding_the_table_leaves_the_range_to_the_batches(postgres_url, monkeypatch):
     """A long transaction that read ``message`` would hold the drop's lock (and every
     claim queued behind it): each try gives up after 2 s, and after the last one the rows
@@ -188,26 +211,10 @@ def test_a_reader_holding_the_table_leaves_the_range_to_the_batches(postgres_url
     monkeypatch.setattr(partitions, "DROP_RETRY_PAUSE", 0.1)
     from sqlmodel import Session
 
-    from notifyctl.db import make_engine
     from notifyctl.services import retention
-    from tests.conftest import TABLES
-    from tests.factories import add_history
 
-    engine = make_engine(postgres_url)
-    with engine.begin() as connection:
-        connection.exec_driver_sql(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
-        connection.exec_driver_sql(
-            f"SELECT setval(pg_get_serial_sequence('mailing', 'id'), {12 * PARTITION_MAILINGS - 1})"
-        )
+    engine, old = old_range(postgres_url, 12)
     now = utcnow()
-    with Session(engine, expire_on_commit=False) as session:
-        old = add_history(session, ended=now - timedelta(days=400), clients=4)
-        session.execute(
-            sa.text(
-                f"SELECT setval(pg_get_serial_sequence('mailing', 'id'), {13 * PARTITION_MAILINGS})"
-            )
-        )
-        session.commit()
     reader = engine.connect()
     reader.begin()
     reader.exec_driver_sql("SELECT count(*) FROM message").scalar_one()
@@ -337,28 +344,12 @@ def test_a_reader_that_lets_go_soon_only_delays_the_drop(postgres_url, monkeypat
 
     from sqlmodel import Session
 
-    from notifyctl.db import make_engine
     from notifyctl.services import retention
-    from tests.conftest import TABLES
-    from tests.factories import add_history
 
     monkeypatch.setattr(partitions, "DROP_TRIES", 3)
     monkeypatch.setattr(partitions, "DROP_RETRY_PAUSE", 0.1)
-    engine = make_engine(postgres_url)
-    with engine.begin() as connection:
-        connection.exec_driver_sql(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
-        connection.exec_driver_sql(
-            f"SELECT setval(pg_get_serial_sequence('mailing', 'id'), {14 * PARTITION_MAILINGS - 1})"
-        )
+    engine, _ = old_range(postgres_url, 14)
     now = utcnow()
-    with Session(engine, expire_on_commit=False) as session:
-        add_history(session, ended=now - timedelta(days=400), clients=4)
-        session.execute(
-            sa.text(
-                f"SELECT setval(pg_get_serial_sequence('mailing', 'id'), {15 * PARTITION_MAILINGS})"
-            )
-        )
-        session.commit()
     reader = engine.connect()
     reader.begin()
     reader.exec_driver_sql("SELECT count(*) FROM message").scalar_one()
@@ -387,27 +378,12 @@ def test_dropping_a_range_while_a_daemon_records_deadlocks_neither(postgres_url,
 
     from sqlmodel import Session
 
-    from notifyctl.db import make_engine
     from notifyctl.services import retention
-    from tests.conftest import TABLES
-    from tests.factories import add_history
 
     monkeypatch.setattr(partitions, "DROP_TRIES", 1)  # (a deadlock would leave it undropped)
-    engine = make_engine(postgres_url)
-    with engine.begin() as connection:
-        connection.exec_driver_sql(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
-        connection.exec_driver_sql(
-            f"SELECT setval(pg_get_serial_sequence('mailing', 'id'), {16 * PARTITION_MAILINGS - 1})"
-        )
+    engine, _ = old_range(postgres_url, 16)
     now = utcnow()
     with Session(engine, expire_on_commit=False) as session:
-        add_history(session, ended=now - timedelta(days=400), clients=4)
-        session.execute(
-            sa.text(
-                f"SELECT setval(pg_get_serial_sequence('mailing', 'id'), {17 * PARTITION_MAILINGS})"
-            )
-        )
-        session.commit()
         live = add_mailing(session)
         delivery.activate(session=session, mailing=live, now=now)
         session.commit()
